@@ -1,0 +1,48 @@
+"""The ``hf-alm`` command line.
+
+Each subcommand lives in its own module here (``hf_alm/cli/<name>.py``) that defines ``add_parser(subparsers)``; the
+parser it adds sets ``func`` (called with the parsed arguments, returning an exit code). ``hf-alm --help`` lists them
+and ``hf-alm <command> --help`` explains every flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-alm",
+        description="hf-alm: convert, evaluate, export, publish and demo audio-language models.",
+    )
+    from hf_alm import __version__
+
+    parser.add_argument("--version", action="version", version=f"hf-alm {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "add_parser"):
+            module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
+        print(f"hf-alm {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
