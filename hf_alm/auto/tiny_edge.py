@@ -1,0 +1,21 @@
+"""Auto-class registration of the tiny edge transformer (``hf_alm_tiny_edge_transformer``)."""
+
+from __future__ import annotations
+
+
+def register() -> None:
+    from hf_alm.auto import register_auto
+    from hf_alm.modeling.tiny_edge_transformer import (
+        TinyEdgeTransformerConfig,
+        TinyEdgeTransformerFeatureExtractor,
+        TinyEdgeTransformerForAudioClassification,
+        TinyEdgeTransformerModel,
+    )
+
+    register_auto(
+        TinyEdgeTransformerConfig,
+        model_type=TinyEdgeTransformerConfig.model_type,
+        auto_models={"AutoModel": TinyEdgeTransformerModel,
+                     "AutoModelForAudioClassification": TinyEdgeTransformerForAudioClassification},
+        feature_extractor=TinyEdgeTransformerFeatureExtractor,
+    )

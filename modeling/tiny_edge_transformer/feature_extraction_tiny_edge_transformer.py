@@ -1,0 +1,180 @@
+"""Log-mel front-end of the tiny edge transformer: simple enough to port to a microcontroller.
+
+For a mono waveform ``x`` at ``sampling_rate`` (16 kHz) in [-1, 1] (float32):
+
+1. if ``len(x) < n_fft``, ``x`` is zero-padded to ``n_fft`` samples; no centring, no pre-emphasis, no dither.
+2. frames ``t = 0 .. F-1`` with ``F = 1 + (len(x) - n_fft) // hop_length``; ``frame_t[n] = x[t*hop_length + n] * w[n]``
+   with the *periodic* Hann window ``w[n] = 0.5 - 0.5*cos(2*pi*n / n_fft)``, ``n = 0 .. n_fft-1`` (window length =
+   ``n_fft`` = 1024, hop 512, i.e. 64 ms windows every 32 ms).
+3. power spectrum ``P_t[k] = |sum_n frame_t[n] * exp(-2j*pi*k*n / n_fft)|**2``, ``k = 0 .. n_fft/2`` (a real FFT).
+4. mel energies ``E_t[j] = sum_k fb[j, k] * P_t[k]``: ``num_mel_bins`` (40) triangular filters, HTK mel scale
+   ``mel(f) = 2595 * log10(1 + f / 700)``, ``num_mel_bins + 2`` points equally spaced in mel between ``f_min`` (0 Hz)
+   and ``f_max`` (``sampling_rate / 2``); filter ``j`` rises linearly (in Hz) from point ``j`` to 1 at point ``j+1``
+   and falls to 0 at point ``j+2``, evaluated at the bin frequencies ``k * sampling_rate / n_fft``; peak height 1,
+   no area normalisation (``torchaudio.functional.melscale_fbanks(..., norm=None, mel_scale="htk")``).
+5. ``L_t[j] = ln(max(E_t[j], log_floor))`` with ``log_floor = 1e-6``.
+6. ``features_t[j] = (L_t[j] - mean) / std`` with two scalars ``mean``, ``std`` (set from the training data by the
+   recipe; 0 and 1 by default).
+
+At most ``max_frames`` (192 = 6.1 s) frames are kept (truncation from the start); a batch is right-padded with
+``padding_value`` (0.0) to its longest clip and ``attention_mask`` (1 = real frame) marks the real frames.
+``hf-alm export tiny`` writes all of these constants, and the filter matrix itself, to ``frontend.json``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from transformers import BatchFeature, SequenceFeatureExtractor
+
+
+def hz_to_mel_htk(freq):
+    return 2595.0 * np.log10(1.0 + np.asarray(freq, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz_htk(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def htk_mel_filter_bank(num_mel_bins: int, n_fft: int, sampling_rate: int, f_min: float, f_max: float) -> np.ndarray:
+    """Triangular HTK mel filters, shape ``(num_mel_bins, n_fft // 2 + 1)``, float64 (step 4 of the module doc)."""
+    bin_freqs = np.arange(n_fft // 2 + 1, dtype=np.float64) * sampling_rate / n_fft
+    mel_points = np.linspace(hz_to_mel_htk(f_min), hz_to_mel_htk(f_max), num_mel_bins + 2)
+    hz_points = mel_to_hz_htk(mel_points)
+    lower, centre, upper = hz_points[:-2, None], hz_points[1:-1, None], hz_points[2:, None]
+    rising = (bin_freqs[None, :] - lower) / (centre - lower)
+    falling = (upper - bin_freqs[None, :]) / (upper - centre)
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
+def periodic_hann(n: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n, dtype=np.float64) / n)
+
+
+class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
+    r"""Log-mel features for [`TinyEdgeTransformerForAudioClassification`] (formula in the module docstring).
+
+    Returns ``input_values`` of shape ``(batch, frames, num_mel_bins)`` and ``attention_mask`` ``(batch, frames)``.
+    """
+
+    model_input_names = ["input_values", "attention_mask"]
+
+    def __init__(self, feature_size: int = 40, sampling_rate: int = 16000, padding_value: float = 0.0,
+                 n_fft: int = 1024, hop_length: int = 512, f_min: float = 0.0, f_max: float | None = None,
+                 log_floor: float = 1e-6, mean: float = 0.0, std: float = 1.0, max_frames: int = 192,
+                 return_attention_mask: bool = True, **kwargs):
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value,
+                         return_attention_mask=return_attention_mask, **kwargs)
+        f_max = float(sampling_rate) / 2 if f_max is None else float(f_max)
+        checks = {
+            "feature_size": isinstance(feature_size, int) and feature_size > 0,
+            "sampling_rate": isinstance(sampling_rate, int) and sampling_rate > 0,
+            "n_fft": isinstance(n_fft, int) and n_fft > 1,
+            "hop_length": isinstance(hop_length, int) and hop_length > 0,
+            "max_frames": isinstance(max_frames, int) and max_frames > 0,
+            "log_floor": log_floor > 0,
+            "std": std > 0,
+            "f_min": 0 <= f_min < f_max,
+            "f_max": f_max <= sampling_rate / 2,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"invalid {name} for the tiny edge feature extractor: {locals()[name]!r}")
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.f_min = float(f_min)
+        self.f_max = f_max
+        self.log_floor = float(log_floor)
+        self.mean = float(mean)
+        self.std = float(std)
+        self.max_frames = max_frames
+        self.mel_filters = htk_mel_filter_bank(feature_size, n_fft, sampling_rate, self.f_min, self.f_max)
+        self.window = periodic_hann(n_fft)
+
+    @property
+    def num_mel_bins(self) -> int:
+        return self.feature_size
+
+    def to_dict(self):
+        out = super().to_dict()
+        out.pop("mel_filters", None)  # derived from the scalars above; exported separately by `hf-alm export tiny`
+        out.pop("window", None)
+        return out
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for a clip of ``num_samples`` samples (before ``max_frames`` truncation)."""
+        return 1 + (max(int(num_samples), self.n_fft) - self.n_fft) // self.hop_length
+
+    def log_mel(self, waveform) -> np.ndarray:
+        """Un-normalised log-mel energies ``L`` (steps 1-5), shape ``(frames, num_mel_bins)``, float32; no truncation."""
+        x = self._as_waveform(waveform)
+        if x.shape[0] < self.n_fft:
+            x = np.pad(x, (0, self.n_fft - x.shape[0]))
+        frames = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), self.n_fft)[:: self.hop_length]
+        power = np.abs(np.fft.rfft(frames * self.window, n=self.n_fft, axis=-1)) ** 2
+        mel = power @ self.mel_filters.T
+        return np.log(np.maximum(mel, self.log_floor)).astype(np.float32)
+
+    def normalize(self, log_mel: np.ndarray) -> np.ndarray:
+        """Step 6: ``(L - mean) / std``."""
+        return ((np.asarray(log_mel, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
+
+    @staticmethod
+    def _as_waveform(waveform) -> np.ndarray:
+        if hasattr(waveform, "detach"):  # torch tensor, without importing torch
+            waveform = waveform.detach().cpu().numpy()
+        x = np.asarray(waveform)
+        if x.dtype.kind not in "fiu":
+            raise ValueError(f"audio must be a numeric array, got dtype {x.dtype}")
+        x = x.astype(np.float32)
+        if x.ndim == 2 and 1 in x.shape:
+            x = x.reshape(-1)
+        if x.ndim != 1:
+            raise ValueError(f"each audio clip must be a 1-D mono waveform, got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError("audio clip is empty (0 samples)")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("audio clip contains NaN or infinite samples")
+        return x
+
+    def __call__(self, raw_speech, sampling_rate: int | None = None, return_tensors=None,
+                 max_frames: int | None = None, padding: str = "longest", return_attention_mask: bool | None = None,
+                 **kwargs) -> BatchFeature:
+        """Featurise one clip (1-D array) or a batch (list of 1-D arrays, or a 2-D array ``(batch, samples)``).
+
+        ``padding="longest"`` pads to the longest clip of the batch, ``"max_length"`` to ``max_frames``.
+        """
+        if sampling_rate is None:
+            raise ValueError(f"pass sampling_rate= (this feature extractor expects {self.sampling_rate} Hz audio)")
+        if int(sampling_rate) != self.sampling_rate:
+            raise ValueError(f"audio sampled at {sampling_rate} Hz, but the feature extractor expects "
+                             f"{self.sampling_rate} Hz; resample first")
+        if padding not in ("longest", "max_length"):
+            raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
+        max_frames = self.max_frames if max_frames is None else int(max_frames)
+        if hasattr(raw_speech, "detach"):
+            raw_speech = raw_speech.detach().cpu().numpy()
+        is_batched = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and (
+            hasattr(raw_speech[0], "__len__"))
+        if isinstance(raw_speech, np.ndarray) and raw_speech.ndim == 2 and 1 not in raw_speech.shape[:1]:
+            is_batched = True
+        clips = list(raw_speech) if is_batched else [raw_speech]
+        if not clips:
+            raise ValueError("no audio given (empty batch)")
+        feats = [self.normalize(self.log_mel(c)[:max_frames]) for c in clips]
+        length = max_frames if padding == "max_length" else max(f.shape[0] for f in feats)
+        values = np.full((len(feats), length, self.feature_size), self.padding_value, dtype=np.float32)
+        mask = np.zeros((len(feats), length), dtype=np.int32)
+        for i, f in enumerate(feats):
+            values[i, : f.shape[0]] = f
+            mask[i, : f.shape[0]] = 1
+        data = {"input_values": values}
+        if return_attention_mask is None:
+            return_attention_mask = self.return_attention_mask
+        if return_attention_mask:
+            data["attention_mask"] = mask
+        return BatchFeature(data, tensor_type=return_tensors)
+
+
+TinyEdgeTransformerFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+
+__all__ = ["TinyEdgeTransformerFeatureExtractor", "htk_mel_filter_bank", "periodic_hann"]
