@@ -1,0 +1,347 @@
+"""ZSTE-style zero-shot temporal evaluation of contrastive audio-language models.
+
+ZSTE ("Zero-Shot Temporal Evaluation", TeminAL paper, arXiv 2408.09269) is described only in the paper's abstract and
+reviews (``models.md`` section 1): "five tasks and their variations", some needing both events to be named. The exact
+tasks are not public; this module implements a documented, deterministic **ZSTE-style** suite for any model with
+``get_audio_features`` / ``get_text_features`` (hf-alm's ``ClapTeminalModel`` and transformers' ``ClapModel``):
+
+``order``
+    Sequence clips (event A, then event B). For each order template (``"{a} before {b}"``, ``"{b} after {a}"``,
+    ``"{a} then {b}"``) the model chooses between the caption of the true order and the swapped one. Chance 50 %.
+``relation``
+    Sequence and overlap clips. Naming the events in both orders, the model picks the relation word among
+    ``before`` / ``after`` / ``while`` (``"A before B"``, ``"A after B"``, ``"A while B"``). Chance 33 %.
+``both_events``
+    Every composition clip: its true caption versus ``num_distractors`` captions with the same relation where one or
+    both events are replaced by other classes (seeded construction). Chance ``1 / (1 + num_distractors)``.
+``zero_shot``
+    Single-event clips: ``"This is a sound of {label}."`` over all classes; accuracy.
+``retrieval``
+    R@1/5/10 audio->text and text->audio over the composition clips and their canonical captions (duplicate captions
+    are merged; a query is correct if any of its captions / clips is retrieved).
+
+Everything is deterministic: the only randomness is the seeded choice of distractors. Results are a flat ``dict``
+(``order_accuracy``, ``relation_accuracy``, ``both_events_accuracy``, ``zero_shot_accuracy``,
+``audio_to_text_R@{1,5,10}``, ``text_to_audio_R@{1,5,10}`` plus per-template detail and item counts);
+:func:`format_zste_table` prints a before/after table and :func:`write_zste_json` writes JSON atomically.
+
+Input rows (``datasets.Dataset``, list of dicts): compositions carry ``audio``, ``kind`` (``"sequence"`` /
+``"overlap"``), ``first``, ``second`` (event names) and optionally ``caption``; single clips carry ``audio`` and
+``label_name`` (or ``label`` with a ``ClassLabel`` feature). Audio is anything ``hf_alm.data.audio.load_audio``
+accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .retrieval import embed_audio, embed_texts, multiple_choice_accuracy, retrieval_metrics
+
+__all__ = [
+    "ZsteTemplates",
+    "evaluate_zste",
+    "build_zste_items",
+    "format_zste_table",
+    "write_zste_json",
+    "HEADLINE_METRICS",
+]
+
+HEADLINE_METRICS = (
+    "order_accuracy",
+    "relation_accuracy",
+    "both_events_accuracy",
+    "zero_shot_accuracy",
+    "audio_to_text_R@1",
+    "audio_to_text_R@5",
+    "audio_to_text_R@10",
+    "text_to_audio_R@1",
+    "text_to_audio_R@5",
+    "text_to_audio_R@10",
+)
+
+SEQUENCE, OVERLAP = "sequence", "overlap"
+
+
+def default_phrase(name: str) -> str:
+    """Event name -> words in a caption (``"dog_bark"`` -> ``"dog bark"``)."""
+    return str(name).replace("_", " ").strip()
+
+
+@dataclass
+class ZsteTemplates:
+    """Caption templates of the ZSTE-style tasks (``{a}`` / ``{b}`` are event phrases).
+
+    ``relations`` maps a relation word to the template stating it. ``order`` lists the relation words whose templates
+    are used for the order task (``"a"`` happens first). The training captions of TeminAL-style post-training use
+    the same templates (``hf_alm.training.teminal``), which is what a user of a matching vocabulary wants; pass other
+    templates to probe a model trained with different wording.
+    """
+
+    relations: dict = field(default_factory=lambda: {
+        "before": "{a} before {b}",
+        "after": "{a} after {b}",
+        "while": "{a} while {b}",
+    })
+    order: tuple = ("before", "after", "then")
+    then: str = "{a} then {b}"
+    zero_shot: str = "This is a sound of {label}."
+    phrase: Callable[[str], str] = default_phrase
+
+    def relation(self, word: str, a: str, b: str) -> str:
+        template = self.then if word == "then" else self.relations[word]
+        return template.format(a=self.phrase(a), b=self.phrase(b))
+
+    def true_caption(self, kind: str, first: str, second: str) -> str:
+        """The canonical caption of a composition: "first before second" or "first while second"."""
+        return self.relation("while" if kind == OVERLAP else "before", first, second)
+
+    def order_pair(self, word: str, first: str, second: str) -> tuple[str, str]:
+        """(correct, swapped) captions for an ``A then B`` clip with the relation word ``word``."""
+        if word == "after":  # "B after A" is true when A comes first
+            return self.relation("after", second, first), self.relation("after", first, second)
+        return self.relation(word, first, second), self.relation(word, second, first)
+
+
+@dataclass
+class _Item:
+    task: str
+    clip: int
+    choices: list
+    answer: int
+    variant: str = ""
+
+
+def _rows(data) -> list[dict]:
+    if data is None:
+        return []
+    if isinstance(data, Mapping) and "audio" in data and not isinstance(data.get("audio"), Mapping):
+        # a dict of columns
+        keys = list(data.keys())
+        return [dict(zip(keys, values)) for values in zip(*[data[k] for k in keys])]
+    return [dict(row) for row in data]
+
+
+def _label_names(data) -> list[str] | None:
+    features = getattr(data, "features", None)
+    if features is not None and "label" in features and hasattr(features["label"], "names"):
+        return list(features["label"].names)
+    return None
+
+
+def _split_input(data) -> tuple[list[dict], list[dict], list[str] | None]:
+    """(composition rows, single rows, class names of the singles' ClassLabel)."""
+    if isinstance(data, Mapping) and ("compositions" in data or "singles" in data):
+        comp, singles = data.get("compositions"), data.get("singles")
+        return _rows(comp), _rows(singles), _label_names(singles)
+    rows = _rows(data)
+    comp = [r for r in rows if r.get("kind") in (SEQUENCE, OVERLAP)]
+    singles = [r for r in rows if r.get("kind") not in (SEQUENCE, OVERLAP)]
+    return comp, singles, _label_names(data)
+
+
+def _single_name(row: dict, names: list[str] | None) -> str:
+    if row.get("label_name") not in (None, ""):
+        return str(row["label_name"])
+    if names is not None and row.get("label") is not None:
+        return names[int(row["label"])]
+    raise ValueError(f"single-event row has neither `label_name` nor a ClassLabel `label`: keys {sorted(row)}")
+
+
+def build_zste_items(compositions: Sequence[dict], *, templates: ZsteTemplates | None = None,
+                     class_names: Sequence[str] | None = None, num_distractors: int = 4, seed: int = 0,
+                     tasks: Sequence[str] = ("order", "relation", "both_events")) -> list[_Item]:
+    """The multiple-choice items of the order / relation / both-events tasks for composition rows (no audio needed).
+
+    ``class_names`` is the vocabulary distractors are drawn from (default: every event name in ``compositions``).
+    """
+    templates = templates or ZsteTemplates()
+    vocab = sorted(set(class_names or []) | {str(r[k]) for r in compositions for k in ("first", "second")})
+    rng = np.random.default_rng(seed)
+    items: list[_Item] = []
+    for idx, row in enumerate(compositions):
+        kind = row.get("kind")
+        if kind not in (SEQUENCE, OVERLAP):
+            raise ValueError(f"composition row {idx}: kind must be {SEQUENCE!r} or {OVERLAP!r}; got {kind!r}")
+        a, b = str(row["first"]), str(row["second"])
+        if a == b:
+            raise ValueError(f"composition row {idx}: both events are {a!r}; ZSTE needs two different events")
+        if "order" in tasks and kind == SEQUENCE:
+            for word in templates.order:
+                correct, swapped = templates.order_pair(word, a, b)
+                items.append(_Item("order", idx, [correct, swapped], 0, word))
+        if "relation" in tasks:
+            words = ("before", "after", "while")
+            truth_ab = "while" if kind == OVERLAP else "before"
+            truth_ba = "while" if kind == OVERLAP else "after"
+            items.append(_Item("relation", idx, [templates.relation(w, a, b) for w in words],
+                               words.index(truth_ab), "a_first"))
+            items.append(_Item("relation", idx, [templates.relation(w, b, a) for w in words],
+                               words.index(truth_ba), "b_first"))
+        if "both_events" in tasks and num_distractors > 0:
+            others = [c for c in vocab if c not in (a, b)]
+            if not others:
+                raise ValueError(f"both_events needs at least 3 event classes; got {vocab}")
+            word = "while" if kind == OVERLAP else "before"
+            seen = {(a, b), (b, a)}
+            choices = [templates.relation(word, a, b)]
+            attempts = 0
+            while len(choices) < 1 + num_distractors and attempts < 100 * num_distractors:
+                attempts += 1
+                mode = rng.integers(3)  # 0: replace first, 1: replace second, 2: replace both
+                x = a if mode == 1 else others[rng.integers(len(others))]
+                y = b if mode == 0 else others[rng.integers(len(others))]
+                if x == y or (x, y) in seen:
+                    continue
+                seen.add((x, y))
+                choices.append(templates.relation(word, x, y))
+            perm = rng.permutation(len(choices))
+            shuffled = [choices[p] for p in perm]
+            items.append(_Item("both_events", idx, shuffled, int(np.where(perm == 0)[0][0]), word))
+    return items
+
+
+def _load_clips(rows: Sequence[dict], sampling_rate: int) -> list[torch.Tensor]:
+    from hf_alm.data.audio import load_audio
+
+    return [load_audio(r["audio"], sampling_rate) for r in rows]
+
+
+def _score_items(items: Sequence[_Item], audio_emb: torch.Tensor, text_index: dict, text_emb: torch.Tensor):
+    scores, answers = [], []
+    for item in items:
+        cols = [text_index[c] for c in item.choices]
+        scores.append((text_emb[cols] @ audio_emb[item.clip]).tolist())
+        answers.append(item.answer)
+    return scores, answers
+
+
+def evaluate_zste(model, processor, dataset_or_compositions, *, batch_size: int = 32, sampling_rate: int | None = None,
+                  templates: ZsteTemplates | None = None, class_names: Sequence[str] | None = None,
+                  num_distractors: int = 4, seed: int = 0,
+                  tasks: Sequence[str] = ("order", "relation", "both_events", "zero_shot", "retrieval"),
+                  ks: Sequence[int] = (1, 5, 10), progress: bool = False) -> dict:
+    """Run the ZSTE-style tasks (module docstring) and return a flat dict of metrics.
+
+    Args:
+        model: anything with ``get_audio_features`` / ``get_text_features`` (put in eval mode, restored after).
+        processor: called as ``processor(audio=[...], sampling_rate=sr)`` and ``processor(text=[...])``.
+        dataset_or_compositions: composition rows, single-clip rows, a mix of both in one table (told apart by
+            ``kind``), or ``{"compositions": ..., "singles": ...}``.
+        batch_size: clips / texts per forward pass.
+        sampling_rate: rate the clips are resampled to (default: the processor's feature extractor's).
+        templates: caption templates (:class:`ZsteTemplates`).
+        class_names: zero-shot classes and distractor vocabulary (default: the names found in the data).
+        num_distractors: wrong choices per both-events item.
+        seed: seeds the distractor choice (the only randomness).
+        tasks: subset of ``order``, ``relation``, ``both_events``, ``zero_shot``, ``retrieval``.
+        ks: the ``k`` of R@k.
+    """
+    unknown = set(tasks) - {"order", "relation", "both_events", "zero_shot", "retrieval"}
+    if unknown:
+        raise ValueError(f"unknown ZSTE task(s) {sorted(unknown)}; choose from order, relation, both_events, "
+                         "zero_shot, retrieval")
+    templates = templates or ZsteTemplates()
+    if sampling_rate is None:
+        fe = getattr(processor, "feature_extractor", processor)
+        sampling_rate = getattr(fe, "sampling_rate", None)
+        if not sampling_rate:
+            raise ValueError("sampling_rate not given and the processor has no feature_extractor.sampling_rate")
+    compositions, singles, label_names = _split_input(dataset_or_compositions)
+    single_names = [_single_name(r, label_names) for r in singles]
+    zs_classes = list(class_names) if class_names else (label_names or sorted(set(single_names)))
+    results: dict = {}
+
+    # --- composition tasks -------------------------------------------------------------------------------------
+    if compositions and set(tasks) & {"order", "relation", "both_events", "retrieval"}:
+        vocab = sorted(set(class_names or []) | set(single_names))
+        items = build_zste_items(compositions, templates=templates, class_names=vocab,
+                                 num_distractors=num_distractors, seed=seed,
+                                 tasks=[t for t in tasks if t in ("order", "relation", "both_events")])
+        captions = [templates.true_caption(r["kind"], str(r["first"]), str(r["second"])) for r in compositions]
+        texts = sorted({c for it in items for c in it.choices} | set(captions))
+        text_index = {t: i for i, t in enumerate(texts)}
+        audio_emb = embed_audio(model, processor, _load_clips(compositions, sampling_rate),
+                                sampling_rate=sampling_rate, batch_size=batch_size, progress=progress)
+        text_emb = embed_texts(model, processor, texts, batch_size=max(batch_size, 64))
+        for task in ("order", "relation", "both_events"):
+            task_items = [it for it in items if it.task == task]
+            if task not in tasks or not task_items:
+                continue
+            scores, answers = _score_items(task_items, audio_emb, text_index, text_emb)
+            results[f"{task}_accuracy"] = multiple_choice_accuracy(scores, answers)
+            results[f"{task}_num_items"] = len(task_items)
+            variants = sorted({it.variant for it in task_items})
+            if len(variants) > 1:
+                for v in variants:
+                    sel = [i for i, it in enumerate(task_items) if it.variant == v]
+                    results[f"{task}_accuracy_{v}"] = multiple_choice_accuracy([scores[i] for i in sel],
+                                                                               [answers[i] for i in sel])
+        if "retrieval" in tasks:
+            uniq = sorted(set(captions))
+            u_index = {c: i for i, c in enumerate(uniq)}
+            cap_emb = text_emb[[text_index[c] for c in uniq]]
+            results.update(retrieval_metrics(audio_emb, cap_emb, [[u_index[c]] for c in captions], ks))
+            results["retrieval_num_audio"] = len(captions)
+            results["retrieval_num_texts"] = len(uniq)
+
+    # --- single-event zero-shot classification ---------------------------------------------------------------
+    if singles and "zero_shot" in tasks:
+        missing = sorted(set(single_names) - set(zs_classes))
+        if missing:
+            raise ValueError(f"zero-shot: labels {missing} are not among class_names {zs_classes}")
+        prompts = [templates.zero_shot.format(label=templates.phrase(c)) for c in zs_classes]
+        audio_emb = embed_audio(model, processor, _load_clips(singles, sampling_rate), sampling_rate=sampling_rate,
+                                batch_size=batch_size, progress=progress)
+        text_emb = embed_texts(model, processor, prompts, batch_size=max(batch_size, 64))
+        gold = [zs_classes.index(n) for n in single_names]
+        results["zero_shot_accuracy"] = multiple_choice_accuracy((audio_emb @ text_emb.t()).tolist(), gold)
+        results["zero_shot_num_items"] = len(singles)
+        results["zero_shot_num_classes"] = len(zs_classes)
+    return results
+
+
+# --- reporting -----------------------------------------------------------------------------------------------------
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{100 * value:.1f}"
+    return str(value)
+
+
+def format_zste_table(results: Mapping[str, Mapping], metrics: Sequence[str] = HEADLINE_METRICS,
+                      title: str | None = "ZSTE-style evaluation (accuracy / recall in %)") -> str:
+    """A plain-text table: one row per metric, one column per stage (e.g. ``{"base": {...}, "teminal": {...}}``),
+    plus ``delta`` (last minus first stage, in points) when there are two or more stages."""
+    stages = list(results)
+    rows = [m for m in metrics if any(m in results[s] for s in stages)]
+    header = ["metric", *stages] + (["delta"] if len(stages) > 1 else [])
+    body = []
+    for m in rows:
+        line = [m] + [_fmt(results[s].get(m)) for s in stages]
+        if len(stages) > 1:
+            first, last = results[stages[0]].get(m), results[stages[-1]].get(m)
+            line.append(f"{100 * (last - first):+.1f}" if isinstance(first, float) and isinstance(last, float)
+                        else "-")
+        body.append(line)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    fmt_line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    out = [title] if title else []
+    out += [fmt_line(header), "  ".join("-" * w for w in widths)] + [fmt_line(r) for r in body]
+    return "\n".join(out)
+
+
+def write_zste_json(path, results: Mapping, *, extra: Mapping | None = None) -> None:
+    """Write ``results`` (and ``extra`` top-level keys) as indented JSON, atomically."""
+    from hf_alm.utils import atomic_write_text
+
+    payload = dict(extra or {})
+    payload.update({k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in results.items()})
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=False, default=float) + "\n")

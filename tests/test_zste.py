@@ -1,0 +1,259 @@
+"""ZSTE-style evaluation: exact scores for an oracle with known answers, an order-blind model at chance, agreement with
+transformers' own ClapModel forward, the local `evaluate` module, and the reporting helpers."""
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from hf_alm.evaluation.retrieval import multiple_choice_accuracy, recall_at_k, retrieval_metrics
+from hf_alm.evaluation.zste import ZsteTemplates, build_zste_items, evaluate_zste, format_zste_table, write_zste_json
+
+SR = 8000
+CLASSES = {"alpha_tone": 300.0, "beta_tone": 700.0, "gamma_tone": 1100.0, "delta_tone": 1500.0, "eps_tone": 1900.0}
+NAMES = list(CLASSES)
+
+
+def _tone(name, seconds):
+    t = np.arange(int(SR * seconds)) / SR
+    return 0.5 * np.sin(2 * np.pi * CLASSES[name] * t).astype(np.float32)
+
+
+def _rows():
+    comps, singles = [], []
+    pairs = [("alpha_tone", "beta_tone"), ("gamma_tone", "alpha_tone"), ("delta_tone", "eps_tone"),
+             ("beta_tone", "gamma_tone"), ("eps_tone", "alpha_tone")]
+    for a, b in pairs:
+        comps.append({"audio": {"array": np.concatenate([_tone(a, 0.25), _tone(b, 0.25)]), "sampling_rate": SR},
+                      "kind": "sequence", "first": a, "second": b})
+    for a, b in pairs[:3]:
+        comps.append({"audio": {"array": 0.5 * (_tone(a, 0.5) + _tone(b, 0.5)), "sampling_rate": SR},
+                      "kind": "overlap", "first": a, "second": b})
+    for name in NAMES:
+        singles.append({"audio": {"array": _tone(name, 0.5), "sampling_rate": SR}, "label_name": name})
+    return comps, singles
+
+
+class _FeatureExtractor:
+    sampling_rate = SR
+
+
+class OracleProcessor:
+    feature_extractor = _FeatureExtractor()
+
+    def __call__(self, audio=None, text=None, sampling_rate=None, return_tensors=None, **kwargs):
+        if audio is not None:
+            assert sampling_rate == SR
+            n = max(len(a) for a in audio)
+            x = torch.zeros(len(audio), n)
+            for i, a in enumerate(audio):
+                x[i, : len(a)] = torch.as_tensor(a)
+            return {"input_values": x, "lengths": torch.tensor([len(a) for a in audio])}
+        return {"texts": list(text)}
+
+
+class OracleModel(torch.nn.Module):
+    """Reads the two halves of a clip (tone energies) and parses captions: it knows every answer. With
+    ``order_blind=True`` the audio side averages both halves, so it cannot tell the order."""
+
+    def __init__(self, order_blind=False):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.order_blind = order_blind
+        self.phrases = {n.replace("_", " "): i for i, n in enumerate(NAMES)}
+
+    def _energies(self, x):
+        t = torch.arange(len(x)) / SR
+        e = torch.stack([(x * torch.sin(2 * math.pi * f * t)).sum() ** 2 + (x * torch.cos(2 * math.pi * f * t)).sum()
+                         ** 2 for f in CLASSES.values()])
+        e = torch.where(e > 0.1 * e.max(), e, torch.zeros_like(e))
+        return e / e.sum()
+
+    def get_audio_features(self, input_values, lengths):  # returns a plain tensor (older transformers style)
+        out = []
+        for x, n in zip(input_values, lengths):
+            x = x[: int(n)].double()
+            s1, s2 = self._energies(x[: len(x) // 2]), self._energies(x[len(x) // 2 :])
+            if self.order_blind:
+                s1 = s2 = 0.5 * (s1 + s2)
+            out.append(torch.cat([s1, s2]).float())
+        return torch.stack(out)
+
+    def _onehot(self, phrase):
+        v = torch.zeros(len(NAMES))
+        v[self.phrases[phrase.strip()]] = 1
+        return v
+
+    def get_text_features(self, texts):  # returns a ModelOutput with pooler_output (transformers v5 style)
+        out = []
+        for t in texts:
+            m = re.fullmatch(r"This is a sound of (.+)\.", t)
+            if m:
+                v = self._onehot(m.group(1))
+                out.append(torch.cat([v, v]))
+                continue
+            m = re.fullmatch(r"(.+) (before|after|then|while) (.+)", t)
+            a, word, b = self._onehot(m.group(1)), m.group(2), self._onehot(m.group(3))
+            if word == "after":
+                a, b = b, a
+            if word == "while":
+                a = b = 0.5 * (a + b)
+            out.append(torch.cat([a, b]))
+        return BaseModelOutputWithPooling(pooler_output=torch.stack(out))
+
+
+def test_oracle_scores_perfectly():
+    comps, singles = _rows()
+    res = evaluate_zste(OracleModel(), OracleProcessor(), {"compositions": comps, "singles": singles}, batch_size=3)
+    for key in ("order_accuracy", "relation_accuracy", "both_events_accuracy", "zero_shot_accuracy",
+                "audio_to_text_R@1", "text_to_audio_R@1", "audio_to_text_R@5", "text_to_audio_R@10"):
+        assert res[key] == pytest.approx(1.0), key
+    assert res["order_num_items"] == 5 * 3  # 5 sequence clips x (before, after, then)
+    assert res["relation_num_items"] == 8 * 2
+    assert res["both_events_num_items"] == 8
+    assert res["zero_shot_num_items"] == 5 and res["zero_shot_num_classes"] == 5
+    assert res["retrieval_num_audio"] == 8 and res["retrieval_num_texts"] == 8
+
+
+def test_order_blind_model_is_at_chance_on_order_only():
+    comps, singles = _rows()
+    res = evaluate_zste(OracleModel(order_blind=True), OracleProcessor(), comps + singles, batch_size=4)
+    assert res["order_accuracy"] == pytest.approx(0.5)  # exact ties: half credit, not the first choice
+    # sequence clips look like overlaps to it: relation is right only for the 3 overlap clips
+    assert res["relation_accuracy"] == pytest.approx(3 / 8)
+    assert res["both_events_accuracy"] == pytest.approx(1.0)  # which events, not their order
+    assert res["zero_shot_accuracy"] == pytest.approx(1.0)
+
+
+def test_items_are_deterministic_and_well_formed():
+    comps, _ = _rows()
+    items1 = build_zste_items(comps, class_names=NAMES, num_distractors=3, seed=5)
+    items2 = build_zste_items(comps, class_names=NAMES, num_distractors=3, seed=5)
+    assert [(i.task, i.choices, i.answer) for i in items1] == [(i.task, i.choices, i.answer) for i in items2]
+    t = ZsteTemplates()
+    for it in items1:
+        row = comps[it.clip]
+        assert len(set(it.choices)) == len(it.choices), it
+        if it.task == "both_events":
+            assert len(it.choices) == 4
+            assert it.choices[it.answer] == t.true_caption(row["kind"], row["first"], row["second"])
+        if it.task == "order" and it.variant == "after":
+            assert it.choices[it.answer] == f"{row['second'].replace('_', ' ')} after {row['first'].replace('_', ' ')}"
+    answers = [i.answer for i in items1 if i.task == "both_events"]
+    assert len(set(answers)) > 1  # the correct caption is not always in the same position
+
+
+def test_bad_input_is_named():
+    comps, _ = _rows()
+    with pytest.raises(ValueError, match="kind must be.*'mixture'"):
+        build_zste_items([dict(comps[0], kind="mixture")])
+    with pytest.raises(ValueError, match="unknown ZSTE task.*'speed'"):
+        evaluate_zste(OracleModel(), OracleProcessor(), comps, tasks=("speed",))
+    with pytest.raises(ValueError, match="both events are 'alpha_tone'"):
+        build_zste_items([dict(comps[0], second="alpha_tone")])
+
+
+def test_metric_helpers_against_hand_computed_values():
+    assert multiple_choice_accuracy([[0.1, 0.9], [0.5, 0.5], [0.3, 0.2, 0.3]], [1, 0, 2]) == pytest.approx(
+        (1 + 0.5 + 0.5) / 3)
+    sim = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.7, 0.6, 0.1]])
+    # query 0 correct=0 (rank 0); query 1 correct=1 (rank 1); query 2 correct=2 (rank 2)
+    r = recall_at_k(sim, [[0], [1], [2]], ks=(1, 2, 3))
+    assert r == {1: pytest.approx(1 / 3), 2: pytest.approx(2 / 3), 3: pytest.approx(1.0)}
+    out = retrieval_metrics(torch.eye(3), torch.eye(3)[[0, 1]], [[0], [1], [1]], ks=(1,))
+    assert out["audio_to_text_R@1"] == pytest.approx(2 / 3)  # clip 2 has no matching direction -> miss
+    assert out["text_to_audio_R@1"] == pytest.approx(1.0)
+
+
+def _tiny_transformers_clap():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig,
+                              PreTrainedTokenizerFast)
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "this", "is", "a", "sound", "of", ".", "before", "after", "then",
+             "while"] + sorted({w for n in NAMES for w in n.split("_")})
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<s>",
+                                        eos_token="</s>", model_max_length=32)
+    tokenizer.backend_tokenizer.normalizer = None
+    torch.manual_seed(0)
+    audio = ClapAudioConfig(num_mel_bins=16, spec_size=32, patch_size=4, patch_stride=[4, 4], window_size=4,
+                            patch_embeds_hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2], hidden_size=32,
+                            mlp_ratio=2.0)
+    text = ClapTextConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=64, max_position_embeddings=40, pad_token_id=0)
+    model = ClapModel(ClapConfig(audio_config=audio.to_dict(), text_config=text.to_dict(), projection_dim=16)).eval()
+    fe = ClapFeatureExtractor(feature_size=16, sampling_rate=48000, hop_length=480, max_length_s=0.5,
+                              truncation="rand_trunc", padding="repeatpad")
+
+    class Proc:  # a processor in the ClapProcessor calling convention
+        feature_extractor = fe
+
+        def __call__(self, audio=None, text=None, sampling_rate=None, return_tensors="pt", **kw):
+            if audio is not None:
+                return fe(audio, sampling_rate=sampling_rate, return_tensors=return_tensors)
+            enc = tokenizer([t.lower() for t in text], return_tensors=return_tensors, padding=True)
+            return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    return model, Proc()
+
+
+def test_transformers_clapmodel_agrees_with_its_own_forward():
+    from hf_alm.data.audio import load_audio
+
+    model, proc = _tiny_transformers_clap()
+    comps, singles = _rows()
+    res = evaluate_zste(model, proc, {"compositions": comps, "singles": singles}, batch_size=4)
+    # independent path: the model's own forward (logits_per_audio), one clip at a time, over each item's choices
+    items = [i for i in build_zste_items(comps, class_names=NAMES) if i.task == "order"]
+    hits = []
+    with torch.no_grad():
+        for it in items:
+            wav = load_audio(comps[it.clip]["audio"], 48000).numpy()
+            a = proc(audio=[wav], sampling_rate=48000)
+            t = proc(text=it.choices)
+            logits = model(input_features=a["input_features"], is_longer=a.get("is_longer"), **t).logits_per_audio
+            hits.append(float(logits[0].argmax() == it.answer))
+    assert res["order_accuracy"] == pytest.approx(np.mean(hits), abs=1e-9)
+    for key in ("relation_accuracy", "both_events_accuracy", "zero_shot_accuracy", "text_to_audio_R@5"):
+        assert 0.0 <= res[key] <= 1.0
+    # deterministic: the same numbers a second time
+    assert evaluate_zste(model, proc, {"compositions": comps, "singles": singles}, batch_size=3) == res
+
+
+def test_table_and_json(tmp_path):
+    table = format_zste_table({"base": {"order_accuracy": 0.5, "zero_shot_accuracy": 0.8},
+                               "teminal": {"order_accuracy": 0.75, "zero_shot_accuracy": 0.79}})
+    lines = table.splitlines()
+    assert "base" in lines[1] and "teminal" in lines[1] and "delta" in lines[1]
+    assert re.search(r"order_accuracy\s+50\.0\s+75\.0\s+\+25\.0", table)
+    assert re.search(r"zero_shot_accuracy\s+80\.0\s+79\.0\s+-1\.0", table)
+    path = tmp_path / "out" / "eval_results.json"
+    write_zste_json(path, {"base": {"order_accuracy": 0.5}}, extra={"dataset": "synthetic"})
+    assert json.loads(path.read_text()) == {"dataset": "synthetic", "base": {"order_accuracy": 0.5}}
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_evaluate_module_loads_offline_and_matches():
+    import evaluate
+
+    path = Path(__file__).resolve().parents[1] / "hf_alm" / "evaluation" / "metrics" / "zste"
+    metric = evaluate.load(str(path))
+    scores = [[0.1, 0.9], [0.5, 0.5], [0.3, 0.2, 0.3], [0.9, 0.1, 0.0, 0.2]]
+    refs = [1, 0, 2, 3]
+    out = metric.compute(predictions=scores, references=refs, tasks=["order", "order", "relation", "both_events"],
+                         k_values=[1, 2])
+    assert out["accuracy"] == pytest.approx(multiple_choice_accuracy(scores, refs))
+    assert out["order_accuracy"] == pytest.approx(0.75)
+    assert out["relation_accuracy"] == pytest.approx(0.5)
+    assert out["both_events_accuracy"] == pytest.approx(0.0)
+    assert out["recall@1"] == pytest.approx(out["accuracy"])
+    assert out["recall@2"] == pytest.approx(1.0)  # last item: the answer ranks second; ties fit in the top 2
+    with pytest.raises(ValueError, match="reference index 5 is out of range for 2"):
+        metric.compute(predictions=[[0.1, 0.2]], references=[5])
