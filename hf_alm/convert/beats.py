@@ -1,0 +1,163 @@
+"""Convert a Microsoft BEATs checkpoint (.pt: pre-trained, fine-tuned or tokenizer) into an hf-alm folder.
+
+The source is the released format ``{'cfg': dict, 'model': state_dict[, 'label_dict': {int: str}]}``, read with
+``torch.load(..., weights_only=True)``. A pre-trained checkpoint becomes a ``BeatsModel``, a fine-tuned one
+(``cfg['finetuned_model']``) a ``BeatsForAudioClassification`` whose ``id2label`` comes from ``label_dict``, and a
+tokenizer checkpoint (``quantize.*`` keys) a ``BeatsAcousticTokenizer``. The output folder holds ``model.safetensors``,
+``config.json`` (with ``auto_map``), ``preprocessor_config.json`` and the model's code (Hub remote code), written
+atomically. Unknown or missing weights are an error that lists them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_TYPES = ("multi_label_classification", "single_label_classification")
+
+_ENCODER_RULES = [
+    (r"^encoder\.pos_conv\.0\.weight_g$", "encoder.pos_conv.conv.parametrizations.weight.original0"),
+    (r"^encoder\.pos_conv\.0\.weight_v$", "encoder.pos_conv.conv.parametrizations.weight.original1"),
+    (r"^encoder\.pos_conv\.0\.parametrizations\.weight\.original([01])$",
+     r"encoder.pos_conv.conv.parametrizations.weight.original\1"),
+    (r"^encoder\.pos_conv\.0\.bias$", "encoder.pos_conv.conv.bias"),
+    (r"^(patch_embedding\.weight|patch_embedding\.bias)$", r"\1"),
+    (r"^(layer_norm|post_extract_proj|encoder\.layer_norm)\.(weight|bias)$", r"\1.\2"),
+    (r"^(encoder\.layers\.\d+\.self_attn\.(?:q_proj|k_proj|v_proj|out_proj|grep_linear)\.(?:weight|bias))$", r"\1"),
+    (r"^(encoder\.layers\.\d+\.self_attn\.grep_a)$", r"\1"),
+    (r"^(encoder\.layers\.\d+\.(?:self_attn_layer_norm|final_layer_norm|fc1|fc2)\.(?:weight|bias))$", r"\1"),
+]
+_HEAD_RULES = [(r"^predictor\.(weight|bias)$", r"classifier.\1")]
+_TOKENIZER_RULES = [
+    (r"^quantize_layer\.([02])\.(weight|bias)$", r"quantize_layer.\1.\2"),
+    (r"^quantize\.embedding\.(weight|cluster_size|embed_avg|initted)$", r"quantizer.\1"),
+    (r"^quantize\.cluster_size$", "quantizer.ema_cluster_size"),
+]
+_REL_BIAS = re.compile(r"^encoder\.layers\.(\d+)\.self_attn\.relative_attention_bias\.weight$")
+
+
+def map_state_dict(original: dict, kind: str) -> tuple[dict, list[str]]:
+    """Rename an original BEATs / Tokenizers state dict to hf-alm names for ``kind`` in {"model", "classifier",
+    "tokenizer"}. Returns (new state dict, original keys that matched no rule)."""
+    prefix = "" if kind == "model" else "beats."
+    rules = [(re.compile(p), prefix + r) for p, r in _ENCODER_RULES]
+    if kind == "classifier":
+        rules += [(re.compile(p), r) for p, r in _HEAD_RULES]
+    if kind == "tokenizer":
+        rules += [(re.compile(p), r) for p, r in _TOKENIZER_RULES]
+    out, unknown, rel_bias = {}, [], {}
+    for key, value in original.items():
+        match = _REL_BIAS.match(key)
+        if match:
+            rel_bias[int(match.group(1))] = (key, value)
+            continue
+        for pattern, repl in rules:
+            if pattern.match(key):
+                out[pattern.sub(repl, key)] = value
+                break
+        else:
+            unknown.append(key)
+    if rel_bias:
+        first_key, first = rel_bias[min(rel_bias)]
+        for key, value in rel_bias.values():
+            if value.shape != first.shape or not torch.equal(value, first):
+                raise ValueError(f"the relative position bias table must be shared by all layers, but {key} differs "
+                                 f"from {first_key}")
+        out[prefix + "encoder.relative_attention_bias.weight"] = first
+    return out, unknown
+
+
+def _load_checkpoint(src) -> dict:
+    path = Path(src)
+    if not path.is_file():
+        raise FileNotFoundError(f"BEATs checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the path
+        raise ValueError(f"could not read {path} as a BEATs checkpoint with torch.load(weights_only=True): {err}") \
+            from err
+    if not isinstance(ckpt, dict) or "cfg" not in ckpt or "model" not in ckpt:
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not in the BEATs release format {{'cfg', 'model', ['label_dict']}}; found {keys}")
+    return ckpt
+
+
+def build_model(ckpt: dict, *, padding_mode: str = "reference", problem_type: str = "multi_label_classification"):
+    """Build the hf-alm model for an original checkpoint dict and load its weights (strict)."""
+    from hf_alm.modeling.beats import (BeatsAcousticTokenizer, BeatsConfig, BeatsForAudioClassification,
+                                       BeatsModel)
+
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
+    cfg, state = dict(ckpt["cfg"]), ckpt["model"]
+    is_tokenizer = any(k.startswith("quantize.") or k.startswith("quantize_layer.") for k in state)
+    extra = {"padding_mode": padding_mode}
+    if is_tokenizer:
+        kind, cls = "tokenizer", BeatsAcousticTokenizer
+    elif cfg.get("finetuned_model"):
+        kind, cls = "classifier", BeatsForAudioClassification
+        label_dict = ckpt.get("label_dict")
+        num_classes = int(cfg.get("predictor_class") or 0)
+        if label_dict:
+            id2label = {int(k): str(v) for k, v in label_dict.items()}
+            if sorted(id2label) != list(range(num_classes)):
+                raise ValueError(f"label_dict has ids {sorted(id2label)[:5]}... ({len(id2label)} labels) but the "
+                                 f"classifier has predictor_class={num_classes} outputs")
+        else:
+            id2label = {i: f"LABEL_{i}" for i in range(num_classes)}
+        extra.update(id2label=id2label, label2id={v: k for k, v in id2label.items()}, problem_type=problem_type)
+    else:
+        kind, cls = "model", BeatsModel
+    config = BeatsConfig.from_original(cfg, **extra)
+    mapped, unknown = map_state_dict(state, kind)
+    if unknown:
+        raise ValueError(f"unknown keys in the {kind} checkpoint (no hf-alm parameter for them): {unknown}")
+    model = cls(config)
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(mapped))
+    unexpected = sorted(set(mapped) - expected)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint does not match a {cls.__name__} built from its cfg: missing {missing}, "
+                         f"unexpected {unexpected}")
+    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(model.state_dict()[k].shape)}"
+              for k, v in mapped.items() if tuple(v.shape) != tuple(model.state_dict()[k].shape)]
+    if shapes:
+        raise ValueError("shape mismatches: " + "; ".join(shapes))
+    model.load_state_dict(mapped, strict=True)
+    if kind == "tokenizer" and float(model.quantizer.initted.item()) != 1.0:
+        logger.warning("tokenizer checkpoint has quantize.embedding.initted=%s: its codebook was never trained; "
+                       "training will re-initialise it with k-means", float(model.quantizer.initted.item()))
+    return model.eval(), kind
+
+
+def convert(src, dst, *, padding_mode: str = "reference", problem_type: str = "multi_label_classification",
+            **_ignored) -> Path:
+    """Convert ``src`` (an original BEATs ``.pt``) into the folder ``dst``; returns ``dst``."""
+    from hf_alm.modeling.beats import BeatsFeatureExtractor
+    from hf_alm.utils import atomic_directory
+
+    ckpt = _load_checkpoint(src)
+    model, kind = build_model(ckpt, padding_mode=padding_mode, problem_type=problem_type)
+    extractor = BeatsFeatureExtractor(feature_size=model.config.num_mel_bins, padding_mode=padding_mode,
+                                      fbank_mean=model.config.fbank_mean, fbank_std=model.config.fbank_std)
+    dst = Path(dst)
+    with atomic_directory(dst) as tmp:
+        model.save_pretrained(tmp)
+        extractor.save_pretrained(tmp)
+    logger.info("converted %s (%s, %s) -> %s", src, kind, type(model).__name__, dst)
+    return dst
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--padding_mode", choices=["reference", "time_aligned"], default="reference",
+                        help="how padding becomes the patch mask: 'reference' reproduces the original BEATs numbers "
+                             "exactly (default); 'time_aligned' masks exactly the padded time columns, so a padded "
+                             "batch gives the same outputs per clip as each clip alone")
+    parser.add_argument("--problem_type", choices=list(PROBLEM_TYPES), default="multi_label_classification",
+                        help="for fine-tuned checkpoints: how the classifier's logits are read (AudioSet heads are "
+                             "multi-label, i.e. sigmoid; default multi_label_classification)")

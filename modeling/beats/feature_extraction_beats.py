@@ -1,0 +1,256 @@
+# Copyright 2026 the hf-alm developers. MIT licence.
+"""BEATs feature extractor: batched Kaldi log-mel filterbanks exactly as the original ``BEATs.preprocess``.
+
+The original computes, clip by clip, ``torchaudio.compliance.kaldi.fbank(waveform * 2**15, num_mel_bins=128,
+sample_frequency=16000, frame_length=25, frame_shift=10)`` (all other options at Kaldi's defaults: no dither, povey
+window, pre-emphasis 0.97, DC-offset removal, 512-point FFT, power spectrum, mel bins from 20 Hz to Nyquist on the Kaldi
+mel scale, log with a float-eps floor, ``snip_edges``) and normalises with ``(x - 15.41663) / (2 * 6.55582)``.
+
+This module re-implements that pipeline in plain torch, vectorised over the batch and the frames (one ``unfold``, one
+``rfft``, one matmul with the mel matrix); torchaudio is not needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+PADDING_MODES = ("reference", "time_aligned")
+
+
+def _mel(freq):
+    return 1127.0 * (1.0 + freq / 700.0).log()
+
+
+def _mel_scalar(freq: float) -> float:
+    return 1127.0 * math.log(1.0 + freq / 700.0)
+
+
+@functools.lru_cache(maxsize=8)
+def kaldi_mel_banks(num_bins: int, n_fft: int, sample_rate: float, low_freq: float = 20.0,
+                    high_freq: float = 0.0) -> torch.Tensor:
+    """Kaldi's triangular mel filters (no VTLN), shape ``(n_fft // 2 + 1, num_bins)`` (last FFT bin has weight 0).
+
+    Same arithmetic, in float32, as Kaldi's ``MelBanks`` (and torchaudio's port of it), so the features match to float
+    rounding.
+    """
+    nyquist = 0.5 * sample_rate
+    if high_freq <= 0.0:
+        high_freq += nyquist
+    if not (0.0 <= low_freq < nyquist and 0.0 < high_freq <= nyquist and low_freq < high_freq):
+        raise ValueError(f"bad mel range: low_freq={low_freq}, high_freq={high_freq}, nyquist={nyquist}")
+    fft_bin_width = sample_rate / n_fft
+    mel_low, mel_high = _mel_scalar(low_freq), _mel_scalar(high_freq)
+    delta = (mel_high - mel_low) / (num_bins + 1)
+    bins = torch.arange(num_bins).unsqueeze(1)
+    left = mel_low + bins * delta
+    center = mel_low + (bins + 1.0) * delta
+    right = mel_low + (bins + 2.0) * delta
+    mel = _mel(fft_bin_width * torch.arange(n_fft / 2)).unsqueeze(0)
+    up = (mel - left) / (center - left)
+    down = (right - mel) / (right - center)
+    weights = torch.max(torch.zeros(1), torch.min(up, down))
+    weights = torch.nn.functional.pad(weights, (0, 1))  # the Nyquist bin gets weight 0, as in Kaldi
+    return weights.t().contiguous()
+
+
+@functools.lru_cache(maxsize=8)
+def povey_window(length: int) -> torch.Tensor:
+    """Kaldi's "povey" window: a symmetric Hann window to the power 0.85."""
+    return torch.hann_window(length, periodic=False, dtype=torch.float32).pow(0.85)
+
+
+def kaldi_fbank(waveforms: torch.Tensor, *, sampling_rate: int = 16000, num_mel_bins: int = 128,
+                frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0, preemphasis: float = 0.97,
+                low_freq: float = 20.0, high_freq: float = 0.0) -> torch.Tensor:
+    """Kaldi log-mel filterbank of a batch ``(B, N)`` of waveforms already scaled to int16 range -> ``(B, T, bins)``.
+
+    ``T = 1 + (N - frame_length) // frame_shift`` (``snip_edges``); every frame depends only on its own samples, so
+    the first frames of a zero-padded clip equal the frames of the clip alone.
+    """
+    if waveforms.dim() != 2:
+        raise ValueError(f"kaldi_fbank expects a (batch, samples) tensor, got shape {tuple(waveforms.shape)}")
+    win = int(sampling_rate * frame_length_ms * 0.001)
+    hop = int(sampling_rate * frame_shift_ms * 0.001)
+    n_fft = 1 << (win - 1).bit_length()
+    if waveforms.shape[-1] < win:
+        raise ValueError(f"audio of {waveforms.shape[-1]} samples is shorter than one {frame_length_ms:g} ms frame "
+                         f"({win} samples at {sampling_rate} Hz)")
+    frames = waveforms.unfold(-1, win, hop)  # (B, T, win), a view
+    frames = frames - frames.mean(dim=-1, keepdim=True)  # DC offset
+    if preemphasis != 0.0:
+        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+        frames = frames - preemphasis * previous
+    frames = frames * povey_window(win).to(frames.device)
+    power = torch.fft.rfft(frames, n=n_fft).abs().pow(2.0)
+    mel = torch.matmul(power, kaldi_mel_banks(num_mel_bins, n_fft, float(sampling_rate), low_freq,
+                                              high_freq).to(power.device))
+    eps = torch.tensor(torch.finfo(torch.float32).eps, dtype=mel.dtype, device=mel.device)
+    return torch.max(mel, eps).log()
+
+
+def frame_padding_mask(sample_padding: torch.Tensor, num_frames: int, mode: str = "reference", *,
+                       frame_length: int = 400, frame_shift: int = 160) -> torch.Tensor:
+    """Frame-level padding mask (True = padding) from a sample-level one (True = padding).
+
+    ``"reference"``: the original BEATs rule (drop the last ``N mod T`` samples, split the rest into ``T`` contiguous
+    chunks, a frame is padding when its whole chunk is). ``"time_aligned"``: a frame is padding when any sample of its
+    25 ms window is.
+    """
+    if mode == "reference":
+        n = sample_padding.shape[1]
+        extra = n % num_frames
+        if extra:
+            sample_padding = sample_padding[:, : n - extra]
+        return sample_padding.reshape(sample_padding.shape[0], num_frames, -1).all(-1)
+    if mode == "time_aligned":
+        return sample_padding.unfold(-1, frame_length, frame_shift)[:, :num_frames].any(-1)
+    raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {mode!r}")
+
+
+class BeatsFeatureExtractor(SequenceFeatureExtractor):
+    r"""Turns 16 kHz waveforms into BEATs inputs: normalised Kaldi fbank ``input_values`` ``(B, T, 128)`` and a
+    frame-level ``attention_mask`` ``(B, T)`` (1 = real frame).
+
+    Args:
+        feature_size: number of mel bins (128 for every released BEATs).
+        sampling_rate: the only rate accepted (16000).
+        padding_value: value used to pad shorter clips of a list (0.0, silence).
+        fbank_mean, fbank_std: normalisation ``(fbank - mean) / (2 * std)`` of the original.
+        padding_mode: how the sample-level padding becomes the frame mask; must match the model's
+            ``config.padding_mode`` (the converter writes both). ``"reference"`` reproduces the original rule, so the
+            model then reproduces the original patch mask; ``"time_aligned"`` marks exactly the frames that touch
+            padding.
+        return_attention_mask: whether ``__call__`` returns the mask by default.
+    """
+
+    model_input_names = ["input_values", "attention_mask"]
+
+    def __init__(self, feature_size: int = 128, sampling_rate: int = 16000, padding_value: float = 0.0,
+                 fbank_mean: float = 15.41663, fbank_std: float = 6.55582, padding_mode: str = "reference",
+                 frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0, return_attention_mask: bool = True,
+                 **kwargs):
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value,
+                         return_attention_mask=return_attention_mask, **kwargs)
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        self.fbank_mean = float(fbank_mean)
+        self.fbank_std = float(fbank_std)
+        self.padding_mode = padding_mode
+        self.frame_length_ms = float(frame_length_ms)
+        self.frame_shift_ms = float(frame_shift_ms)
+
+    # ------------------------------------------------------------------ input handling
+    @staticmethod
+    def _as_float_tensor(x, what: str) -> torch.Tensor:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu()
+        else:
+            arr = np.asarray(x)
+            if arr.dtype == object:
+                raise ValueError(f"{what}: could not turn the input into a numeric array (ragged nesting?)")
+            t = torch.from_numpy(np.ascontiguousarray(arr))
+        if not (t.is_floating_point()):
+            raise ValueError(f"{what}: expected float audio in [-1, 1], got dtype {t.dtype}; convert integer PCM "
+                             f"first (e.g. int16 / 32768)")
+        return t.to(torch.float32)
+
+    def _batch(self, raw_speech, attention_mask):
+        """-> waveforms (B, N) float32, sample padding mask (B, N) bool (True = padding), batched flag."""
+        if isinstance(raw_speech, (list, tuple)) and len(raw_speech) == 0:
+            raise ValueError("raw_speech is an empty list; pass at least one clip")
+        is_list = isinstance(raw_speech, (list, tuple)) and (
+            isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple)))
+        if is_list:
+            clips = [self._as_float_tensor(c, f"clip {i}") for i, c in enumerate(raw_speech)]
+            for i, c in enumerate(clips):
+                if c.dim() != 1:
+                    raise ValueError(f"clip {i} must be 1-D mono audio, got shape {tuple(c.shape)}")
+            lengths = [c.shape[0] for c in clips]
+            n = max(lengths)
+            waves = torch.full((len(clips), n), float(self.padding_value), dtype=torch.float32)
+            padding = torch.ones(len(clips), n, dtype=torch.bool)
+            for i, c in enumerate(clips):
+                waves[i, : lengths[i]] = c
+                padding[i, : lengths[i]] = False
+            if attention_mask is not None:
+                raise ValueError("attention_mask can only be given with a 2-D batch, not with a list of clips "
+                                 "(the list's lengths define the padding)")
+            return waves, padding, True
+        waves = self._as_float_tensor(raw_speech, "raw_speech")
+        batched = waves.dim() == 2
+        if waves.dim() == 1:
+            waves = waves.unsqueeze(0)
+        elif waves.dim() != 2:
+            raise ValueError(f"raw_speech must be 1-D (one clip) or 2-D (batch, samples), got shape "
+                             f"{tuple(waves.shape)}")
+        if attention_mask is None:
+            padding = torch.zeros(waves.shape, dtype=torch.bool)
+        else:
+            mask = torch.as_tensor(np.asarray(attention_mask) if not isinstance(attention_mask, torch.Tensor)
+                                   else attention_mask).cpu()
+            if mask.dim() == 1:
+                mask = mask.unsqueeze(0)
+            if tuple(mask.shape) != tuple(waves.shape):
+                raise ValueError(f"attention_mask shape {tuple(mask.shape)} does not match the audio shape "
+                                 f"{tuple(waves.shape)}")
+            padding = ~mask.bool()
+        return waves.contiguous(), padding, batched
+
+    # ------------------------------------------------------------------ main entry
+    def __call__(self, raw_speech, sampling_rate: int | None = None, attention_mask=None,
+                 return_tensors: str | None = None, return_attention_mask: bool | None = None,
+                 **kwargs) -> BatchFeature:
+        """Featurise one clip, a list of variable-length clips, or a ``(batch, samples)`` array.
+
+        Args:
+            raw_speech: 1-D array / tensor (one clip), a list of 1-D arrays (padded with silence to the longest), or a
+                2-D ``(batch, samples)`` array / tensor; float values in [-1, 1], 16 kHz.
+            sampling_rate: the rate of ``raw_speech``; anything but ``self.sampling_rate`` is an error.
+            attention_mask: optional sample-level mask for a 2-D batch (1 / True = real sample).
+            return_tensors: ``"pt"`` for torch tensors, ``"np"`` (or ``None``) for numpy arrays.
+            return_attention_mask: include the frame-level ``attention_mask`` (default: ``self.return_attention_mask``).
+        """
+        if sampling_rate is None:
+            logger.warning_once(f"BeatsFeatureExtractor was called without `sampling_rate`; assuming "
+                                f"{self.sampling_rate} Hz. Pass `sampling_rate` to catch silent errors.")
+        elif int(sampling_rate) != self.sampling_rate:
+            raise ValueError(f"BEATs expects audio sampled at {self.sampling_rate} Hz, got sampling_rate="
+                             f"{sampling_rate}; resample it first (e.g. hf_alm.data.audio.resample)")
+        if kwargs:
+            unknown = sorted(k for k in kwargs if k not in {"padding", "truncation", "max_length"})
+            if unknown:
+                raise TypeError(f"BeatsFeatureExtractor got unexpected arguments: {unknown}")
+        waves, sample_padding, _ = self._batch(raw_speech, attention_mask)
+        features = self.extract(waves)
+        num_frames = features.shape[1]
+        frame_padding = frame_padding_mask(sample_padding, num_frames, self.padding_mode,
+                                           frame_length=int(self.sampling_rate * self.frame_length_ms / 1000),
+                                           frame_shift=int(self.sampling_rate * self.frame_shift_ms / 1000))
+        data = {"input_values": features}
+        if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
+            data["attention_mask"] = (~frame_padding).to(torch.long)
+        if return_tensors in (None, "np"):
+            data = {k: v.numpy() for k, v in data.items()}
+            return BatchFeature(data, tensor_type="np" if return_tensors else None)
+        if return_tensors != "pt":
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        return BatchFeature(data, tensor_type="pt")
+
+    def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Normalised fbank of a ``(B, N)`` float waveform batch in [-1, 1] -> ``(B, T, feature_size)``."""
+        fbank = kaldi_fbank(waveforms * 32768.0, sampling_rate=self.sampling_rate, num_mel_bins=self.feature_size,
+                            frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms)
+        return (fbank - self.fbank_mean) / (2 * self.fbank_std)
+
+
+BeatsFeatureExtractor.register_for_auto_class()
+
+__all__ = ["BeatsFeatureExtractor", "kaldi_fbank", "kaldi_mel_banks", "frame_padding_mask"]
