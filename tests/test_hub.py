@@ -1,0 +1,387 @@
+"""hf_alm.hub: staging, model cards, one-commit upload with the Hub's network layer stubbed, clear offline errors.
+
+References: the card metadata is parsed back with huggingface_hub's own parsers (``ModelCard(text).data``,
+``metadata_load``) and compared with ``eval_results.json``; the staged folder is loaded by transformers'
+remote-code loader in a fresh process where ``hf_alm`` cannot be imported, and its outputs are compared with the
+in-process model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import httpx2
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard, metadata_load
+from huggingface_hub.utils import _http as hf_http
+
+from hf_alm import hub
+
+BLOCK_HF_ALM = textwrap.dedent("""
+    import importlib.abc, sys
+    class _BlockHfAlm(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_alm" or name.startswith("hf_alm."):
+                raise ImportError(f"hf_alm is deliberately unavailable in this process ({name})")
+            return None
+    sys.meta_path.insert(0, _BlockHfAlm())
+    try:
+        import hf_alm  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("hf_alm is importable: the isolation failed")
+""")
+
+EVAL_RESULTS = {
+    "stage_a": {"order_accuracy": 0.5, "relation_accuracy": 0.4, "zero_shot_accuracy": 0.3},
+    "stage_b": {
+        "order_accuracy": 0.8125,
+        "relation_accuracy": 0.6875,
+        "zero_shot_accuracy": 0.59375,
+        "text_to_audio_R@1": 0.25,
+        "audio_to_text_R@10": 0.875,
+        "loss": 1.234,
+    },
+    "dataset": "synthetic",
+}
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier_dir(tmp_path_factory):
+    """A recipe-like output folder: tiny edge classifier + feature extractor + eval_results.json + junk to skip."""
+    from hf_alm.modeling.tiny_edge_transformer import (
+        TinyEdgeTransformerConfig,
+        TinyEdgeTransformerFeatureExtractor,
+        TinyEdgeTransformerForAudioClassification,
+    )
+
+    torch.manual_seed(0)
+    labels = ["dog_bark", "rain", "siren"]
+    config = TinyEdgeTransformerConfig.from_preset(
+        "tiny", id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    model = TinyEdgeTransformerForAudioClassification(config).eval()
+    out = tmp_path_factory.mktemp("run") / "tiny-edge-run"
+    model.save_pretrained(out)
+    TinyEdgeTransformerFeatureExtractor().save_pretrained(out)
+    (out / "eval_results.json").write_text(json.dumps({"train": {"accuracy": 0.5}, "final": {"accuracy": 0.8125}}))
+    (out / "checkpoints" / "train" / "epoch_0").mkdir(parents=True)
+    (out / "checkpoints" / "train" / "epoch_0" / "optimizer.bin").write_bytes(b"\0" * 64)
+    return out
+
+
+class HubStub:
+    """Stub for the Hub: a mock HTTP transport for the token check and recorded create_repo / upload_folder."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, dict]] = []
+        self.uploaded: dict[str, bytes] = {}
+
+    def create_repo(self, api, repo_id, **kwargs):
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+        return f"https://huggingface.co/{repo_id}"
+
+    def create_branch(self, api, repo_id, **kwargs):
+        self.calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
+
+    def upload_folder(self, api, **kwargs):
+        self.calls.append(("upload_folder", kwargs))
+        folder = Path(kwargs["folder_path"])
+        self.uploaded = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+        class Info:
+            commit_url = f"https://huggingface.co/{kwargs['repo_id']}/commit/abc123"
+            pr_url = (f"https://huggingface.co/{kwargs['repo_id']}/discussions/1" if kwargs.get("create_pr")
+                      else None)
+
+        return Info()
+
+
+@pytest.fixture
+def mock_transport():
+    """Install an httpx2 MockTransport as huggingface_hub's HTTP session; yields a setter for the handler."""
+    state = {"handler": lambda request: httpx2.Response(200, json={"name": "tester"})}
+    hf_http.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(lambda r: state["handler"](r))))
+    yield state
+    hf_http.set_client_factory(hf_http.default_client_factory)
+
+
+@pytest.fixture
+def hub_stub(monkeypatch, mock_transport):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    stub = HubStub()
+    monkeypatch.setattr(HfApi, "create_repo", lambda api, repo_id, **kw: stub.create_repo(api, repo_id, **kw))
+    monkeypatch.setattr(HfApi, "create_branch", lambda api, repo_id, **kw: stub.create_branch(api, repo_id, **kw))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda api, **kw: stub.upload_folder(api, **kw))
+    return stub
+
+
+# ------------------------------------------------------------------------------------------- eval results
+def test_load_eval_results_takes_final_stage_and_keeps_metadata():
+    flat = hub.load_eval_results(EVAL_RESULTS)
+    assert flat["order_accuracy"] == 0.8125 and flat["stage"] == "stage_b" and flat["dataset"] == "synthetic"
+    assert hub.load_eval_results({"accuracy": 0.9, "epoch": 3}) == {"accuracy": 0.9, "epoch": 3}
+    assert hub.load_eval_results({"train": {"accuracy": 0.1}, "final": {"accuracy": 0.7}, "eval": {"accuracy": 0.2}})[
+        "accuracy"] == 0.7
+    nested = hub.load_eval_results({"retrieval": {"text_to_audio_R@5": 0.5}, "accuracy": 0.25})
+    assert nested == {"retrieval/text_to_audio_R@5": 0.5, "accuracy": 0.25}
+
+
+@pytest.mark.parametrize("bad, match", [(["accuracy", 1.0], "must be a dict"), ("/no/such/eval_results.json",
+                                                                                   "not found")])
+def test_load_eval_results_bad_input_names_the_problem(bad, match):
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
+        hub.load_eval_results(bad)
+
+
+def test_model_index_values_and_tasks_match_eval_results():
+    results = hub.build_eval_results(hub.load_eval_results(EVAL_RESULTS), family_task="zero-shot-audio-classification")
+    by_name = {r.metric_name: r for r in results}
+    final = EVAL_RESULTS["stage_b"]
+    assert by_name["ZSTE order accuracy"].metric_value == final["order_accuracy"]
+    assert by_name["ZSTE relation accuracy"].metric_value == final["relation_accuracy"]
+    assert by_name["Zero-shot accuracy"].metric_value == final["zero_shot_accuracy"]
+    assert by_name["R@1"].task_type == "text-to-audio-retrieval" and by_name["R@1"].metric_value == 0.25
+    assert by_name["R@10"].task_type == "audio-to-text-retrieval" and by_name["R@10"].metric_type == "recall@10"
+    assert "loss" not in {r.metric_type for r in results}  # training bookkeeping is not a benchmark result
+    assert {r.dataset_type for r in results} == {"synthetic"}
+
+
+def test_unknown_card_field_is_rejected(tiny_classifier_dir):
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(tiny_classifier_dir)
+    with pytest.raises(ValueError, match="unknown model-card field.*'licence'"):
+        hub.render_model_card(config, repo_id="me/x", licence="mit")
+
+
+# ------------------------------------------------------------------------------------------------ publish
+def test_publish_stages_one_commit_with_card_and_remote_code(tiny_classifier_dir, hub_stub, tmp_path):
+    before = _tree_digest(tiny_classifier_dir)
+    result = hub.publish(tiny_classifier_dir, "tester/tiny-edge", private=True, revision="v1", token="hf_test",
+                         commit_message="first upload", stage_dir=tmp_path / "staged",
+                         base_model="tester/tiny-edge-base", datasets=["tester/sounds"])
+    assert _tree_digest(tiny_classifier_dir) == before  # the source folder is untouched
+
+    names = [c[0] for c in hub_stub.calls]
+    assert names == ["create_repo", "create_branch", "upload_folder"]  # ONE commit
+    create = hub_stub.calls[0][1]
+    assert create["private"] is True and create["exist_ok"] is True and create["repo_id"] == "tester/tiny-edge"
+    upload = hub_stub.calls[2][1]
+    assert upload["revision"] == "v1" and upload["create_pr"] is False and upload["commit_message"] == "first upload"
+
+    files = set(hub_stub.uploaded)
+    assert files == {"README.md", "config.json", "model.safetensors", "preprocessor_config.json",
+                     "eval_results.json", "configuration_tiny_edge_transformer.py",
+                     "modeling_tiny_edge_transformer.py", "feature_extraction_tiny_edge_transformer.py"}
+    assert sorted(files) == result.files and result.stage_dir == str(tmp_path / "staged")
+    config = json.loads(hub_stub.uploaded["config.json"])
+    assert config["auto_map"]["AutoModelForAudioClassification"].startswith("modeling_tiny_edge_transformer.")
+    fe_config = json.loads(hub_stub.uploaded["preprocessor_config.json"])
+    assert fe_config["auto_map"]["AutoFeatureExtractor"].startswith("feature_extraction_tiny_edge_transformer.")
+
+    # the card, parsed back by huggingface_hub itself
+    text = hub_stub.uploaded["README.md"].decode()
+    card = ModelCard(text)
+    data = card.data
+    assert data.library_name == "transformers" and data.pipeline_tag == "audio-classification"
+    assert data.license == "mit" and data.base_model == "tester/tiny-edge-base" and data.datasets == ["tester/sounds"]
+    assert {"hf-alm", "audio", "custom_code"} <= set(data.tags)
+    eval_json = json.loads((tiny_classifier_dir / "eval_results.json").read_text())
+    assert [(r.metric_type, r.metric_value) for r in data.eval_results] == [("accuracy", eval_json["final"]["accuracy"])]
+    meta = metadata_load(tmp_path / "staged" / "README.md")
+    assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == eval_json["final"]["accuracy"]
+    for section in ("## How to use", "## Training data and procedure", "## Evaluation", "## Limitations",
+                    "## License", "## Citation", "2103.12157"):
+        assert section in text
+    assert "| Audio classification | Accuracy |" in text and "0.8125" in text
+    assert "**Code**" in text and "**Weights**" in text
+
+
+def test_publish_create_pr_and_model_object(hub_stub, tiny_classifier_dir):
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    model = AutoModelForAudioClassification.from_pretrained(tiny_classifier_dir)
+    fe = AutoFeatureExtractor.from_pretrained(tiny_classifier_dir)
+    result = hub.publish(model, "tester/tiny-pr", processor=fe, eval_results={"accuracy": 0.25}, create_pr=True,
+                         token="hf_test")
+    assert [c[0] for c in hub_stub.calls] == ["create_repo", "upload_folder"]  # no branch for a PR
+    assert hub_stub.calls[1][1]["create_pr"] is True and result.pr_url.endswith("/discussions/1")
+    assert result.stage_dir is None  # temporary staging is cleaned up
+    assert "preprocessor_config.json" in hub_stub.uploaded
+    assert ModelCard(hub_stub.uploaded["README.md"].decode()).data.eval_results[0].metric_value == 0.25
+
+
+# ----------------------------------------------------------------------------------------- failure modes
+def _assert_failed_cleanly(err, stub, source: Path, before, *needles):
+    message = str(err.value)
+    for needle in needles:
+        assert re.search(needle, message, re.I), message
+    assert not [c for c in stub.calls if c[0] == "upload_folder"]
+    assert _tree_digest(source) == before
+
+
+def test_offline_mode_is_a_clear_error(tiny_classifier_dir, hub_stub, monkeypatch, tmp_path):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    before = _tree_digest(tiny_classifier_dir)
+    with pytest.raises(hub.HubPublishError) as err:
+        hub.publish(tiny_classifier_dir, "tester/x", token="hf_test", stage_dir=tmp_path / "st")
+    _assert_failed_cleanly(err, hub_stub, tiny_classifier_dir, before, "offline", "HF_HUB_OFFLINE")
+    assert (tmp_path / "st" / "model.safetensors").is_file()  # the staged folder is complete for a later retry
+
+
+@pytest.mark.parametrize("status, needle", [(401, "401 Unauthorized"), (403, "403 Forbidden")])
+def test_rejected_token_is_a_clear_error(tiny_classifier_dir, hub_stub, mock_transport, status, needle):
+    mock_transport["handler"] = lambda request: httpx2.Response(status, json={"error": "Invalid credentials"})
+    before = _tree_digest(tiny_classifier_dir)
+    with pytest.raises(hub.HubPublishError) as err:
+        hub.publish(tiny_classifier_dir, "tester/x", token="hf_bad")
+    _assert_failed_cleanly(err, hub_stub, tiny_classifier_dir, before, needle, "token")
+    assert not hub_stub.calls  # nothing was attempted after the check
+
+
+def test_forbidden_repo_on_create_is_a_clear_error(tiny_classifier_dir, mock_transport, monkeypatch):
+    """whoami accepts the token but the real create_repo request (through the stubbed transport) gets a 403."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    seen = []
+
+    def handler(request):
+        seen.append(request.url.path)
+        if request.url.path.endswith("/whoami-v2"):
+            return httpx2.Response(200, json={"name": "tester"})
+        return httpx2.Response(403, json={"error": "You don't have the rights to create a model under this namespace"})
+
+    mock_transport["handler"] = handler
+    with pytest.raises(hub.HubPublishError, match="creating the repository other-org/x failed: HTTP 403"):
+        hub.publish(tiny_classifier_dir, "other-org/x", token="hf_test")
+    assert seen[:2] == ["/api/whoami-v2", "/api/repos/create"]  # (exist_ok then probes the repo)
+
+
+def test_missing_token_is_a_clear_error(tiny_classifier_dir, monkeypatch, mock_transport, tmp_path):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "_resolve_token", lambda token: token)
+    with pytest.raises(hub.HubPublishError, match="no Hugging Face token.*HF_TOKEN"):
+        hub.publish(tiny_classifier_dir, "tester/x")
+
+
+def test_connection_refused_and_dns_failure_are_clear_errors(tiny_classifier_dir, monkeypatch, tmp_path):
+    """Real sockets (no mock): a closed loopback port and an unresolvable host name."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    hf_http.set_client_factory(hf_http.default_client_factory)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    before = _tree_digest(tiny_classifier_dir)
+    with pytest.raises(hub.HubPublishError, match=r"cannot reach the Hugging Face Hub: connection refused"):
+        hub.publish(tiny_classifier_dir, "tester/x", token="hf_test", endpoint=f"http://127.0.0.1:{port}")
+    with pytest.raises(hub.HubPublishError, match=r"cannot reach the Hugging Face Hub: (DNS lookup failed|cannot "
+                                                   r"connect)"):
+        hub.publish(tiny_classifier_dir, "tester/x", token="hf_test", endpoint="http://hf-alm-test.invalid")
+    assert _tree_digest(tiny_classifier_dir) == before
+
+
+def test_unresponsive_hub_times_out(tiny_classifier_dir, monkeypatch):
+    """A loopback server that accepts connections and never answers: the check gives up after `timeout`."""
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    hf_http.set_client_factory(hf_http.default_client_factory)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(hub.HubPublishError, match=r"no answer from http://127\.0\.0\.1:\d+ within 0\.5 s"):
+            hub.check_hub_access(token="hf_test", endpoint=f"http://127.0.0.1:{server.getsockname()[1]}",
+                                 timeout=0.5)
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+@pytest.mark.parametrize("repo_id", ["no spaces/allowed", "a/b/c", "", "user/--x"])
+def test_invalid_repo_id_is_rejected_before_any_work(repo_id, tiny_classifier_dir):
+    with pytest.raises(ValueError, match="invalid Hub repo_id"):
+        hub.publish(tiny_classifier_dir, repo_id, token="hf_test")
+
+
+def test_not_a_model_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        hub.stage(tmp_path, tmp_path / "out", repo_id="me/x")
+
+
+# --------------------------------------------------------------------------- remote code in a fresh process
+def _run_isolated(code: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(cwd / "hf_home"), OMP_NUM_THREADS="1", TRANSFORMERS_VERBOSITY="error")
+    return subprocess.run([sys.executable, "-c", BLOCK_HF_ALM + "\n" + code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_staged_folder_loads_without_hf_alm_and_card_snippets_run(tiny_classifier_dir, tmp_path):
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    staged = hub.stage(tiny_classifier_dir, tmp_path / "staged", repo_id="tester/tiny-edge")
+    audio = np.random.default_rng(1).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    np.save(tmp_path / "audio.npy", audio)
+    fe = AutoFeatureExtractor.from_pretrained(tiny_classifier_dir)
+    model = AutoModelForAudioClassification.from_pretrained(tiny_classifier_dir).eval()
+    with torch.no_grad():
+        expected = model(**fe(audio, sampling_rate=16000, return_tensors="pt")).logits.numpy()
+
+    code = textwrap.dedent(f"""
+        import numpy as np, torch
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+        fe = AutoFeatureExtractor.from_pretrained({str(staged)!r}, trust_remote_code=True)
+        model = AutoModelForAudioClassification.from_pretrained({str(staged)!r}, trust_remote_code=True).eval()
+        assert not type(model).__module__.startswith("hf_alm"), type(model).__module__
+        audio = np.load({str(tmp_path / 'audio.npy')!r})
+        with torch.no_grad():
+            logits = model(**fe(audio, sampling_rate=16000, return_tensors="pt")).logits
+        np.save({str(tmp_path / 'logits.npy')!r}, logits.numpy())
+        print("loaded", type(model).__module__)
+    """)
+    proc = _run_isolated(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "transformers_modules" in proc.stdout
+    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, rtol=1e-5, atol=1e-6)
+
+    # every python snippet of the card runs against the staged folder (repo id replaced by the local path)
+    readme = (staged / "README.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(snippets) == 2 and all("trust_remote_code=True" in s for s in snippets)
+    script = "\n".join(s.replace('"tester/tiny-edge"', repr(str(staged))) for s in snippets)
+    proc = _run_isolated(script, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"'label': '(dog_bark|rain|siren)'", proc.stdout) and proc.stdout.strip().splitlines()[-1] in {
+        "dog_bark", "rain", "siren"}
