@@ -1,0 +1,119 @@
+"""BeatsFeatureExtractor: exact Kaldi fbank (vs torchaudio and the original's recorded output), masks, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hf_alm.modeling.beats import BeatsFeatureExtractor, frame_padding_mask, kaldi_fbank
+
+MEAN, STD = 15.41663, 6.55582
+
+
+def _audio(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n) / 16000
+    x = 0.3 * torch.sin(2 * torch.pi * (200 + 900 * t) * t) + 0.05 * torch.randn(n, generator=g)
+    return (torch.round(x.clamp(-1, 1) * 32767) / 32768).float()  # int16-exact values, as real decoded audio
+
+
+def test_matches_torchaudio_kaldi_fbank_clip_by_clip():
+    kaldi = pytest.importorskip("torchaudio.compliance.kaldi")
+    clips = [_audio(n, seed=i) for i, n in enumerate([16000, 4321, 400, 23999])]
+    fe = BeatsFeatureExtractor()
+    out = fe([c.numpy() for c in clips], sampling_rate=16000, return_tensors="pt")
+    aligned = BeatsFeatureExtractor(padding_mode="time_aligned")([c.numpy() for c in clips], sampling_rate=16000,
+                                                                return_tensors="pt")
+    torch.testing.assert_close(aligned["input_values"], out["input_values"], atol=0, rtol=0)
+    for i, clip in enumerate(clips):
+        ref = kaldi.fbank(clip.unsqueeze(0) * 2**15, num_mel_bins=128, sample_frequency=16000, frame_length=25,
+                          frame_shift=10)
+        ref = (ref - MEAN) / (2 * STD)
+        frames = ref.shape[0]
+        assert frames == 1 + (clip.shape[0] - 400) // 160
+        # time-aligned mask: exactly the clip's own frames are real
+        assert int(aligned["attention_mask"][i].sum()) == frames and bool(aligned["attention_mask"][i, :frames].all())
+        torch.testing.assert_close(out["input_values"][i, :frames], ref, atol=1e-5, rtol=0)
+
+
+def test_unnormalised_fbank_matches_torchaudio():
+    kaldi = pytest.importorskip("torchaudio.compliance.kaldi")
+    x = _audio(8000, seed=3).unsqueeze(0) * 2**15
+    ref = kaldi.fbank(x, num_mel_bins=128, sample_frequency=16000, frame_length=25, frame_shift=10)
+    torch.testing.assert_close(kaldi_fbank(x)[0], ref, atol=2e-4, rtol=1e-5)
+
+
+def test_fbank_matches_every_reference_fixture(beats_reference_path):
+    from safetensors.torch import load_file
+
+    fe = BeatsFeatureExtractor()
+    files = sorted(beats_reference_path.glob("*_io.safetensors"))
+    assert len(files) == 3
+    for path in files:
+        io = load_file(path)
+        for mask in (~io["padding_mask"], None):
+            out = fe(io["waveform"], sampling_rate=16000, attention_mask=mask, return_tensors="pt")
+            torch.testing.assert_close(out["input_values"], io["fbank"], atol=1e-5, rtol=0)
+
+
+def test_reference_frame_mask_rule_and_time_aligned_rule():
+    # 2 s batch, second clip 1.3 s: reference chunk rule -> frames 130.. padded; time-aligned -> frames whose 25 ms
+    # window touches sample 20800 onwards, i.e. t >= (20800 - 400) / 160 + 1 = 128.5 -> 128
+    padding = torch.zeros(2, 32000, dtype=torch.bool)
+    padding[1, 20800:] = True
+    ref = frame_padding_mask(padding, 198, "reference")
+    assert ref[0].sum() == 0 and ref[1].nonzero().min() == 130 and ref[1].sum() == 68
+    aligned = frame_padding_mask(padding, 198, "time_aligned")
+    assert aligned[1].nonzero().min() == 128 and aligned[1].sum() == 70
+    expected = torch.tensor([t * 160 + 400 > 20800 for t in range(198)])
+    assert torch.equal(aligned[1], expected)
+
+
+def test_inputs_list_batch_single_and_numpy_output():
+    fe = BeatsFeatureExtractor()
+    clips = [_audio(9000, 1), _audio(6000, 2)]
+    batch = torch.zeros(2, 9000)
+    batch[0], batch[1, :6000] = clips[0], clips[1]
+    mask = torch.zeros(2, 9000, dtype=torch.long)
+    mask[0], mask[1, :6000] = 1, 1
+    a = fe(clips, sampling_rate=16000, return_tensors="pt")
+    b = fe(batch, sampling_rate=16000, attention_mask=mask, return_tensors="pt")
+    assert torch.equal(a["input_values"], b["input_values"]) and torch.equal(a["attention_mask"], b["attention_mask"])
+    single = fe(clips[0].numpy().astype(np.float64), sampling_rate=16000)
+    assert isinstance(single["input_values"], np.ndarray) and single["input_values"].dtype == np.float32
+    assert single["input_values"].shape == (1, 1 + (9000 - 400) // 160, 128)
+    np.testing.assert_allclose(single["input_values"][0], a["input_values"][0].numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(sampling_rate=44100), "44100"),
+    (dict(sampling_rate=8000), "8000"),
+])
+def test_wrong_sampling_rate_is_a_clear_error(bad, match):
+    with pytest.raises(ValueError, match=match):
+        BeatsFeatureExtractor()(_audio(4000).numpy(), **bad)
+
+
+def test_bad_inputs_are_clear_errors():
+    fe = BeatsFeatureExtractor()
+    with pytest.raises(ValueError, match="int16"):
+        fe(np.zeros(4000, dtype=np.int16), sampling_rate=16000)
+    with pytest.raises(ValueError, match="shorter than one 25 ms frame"):
+        fe(np.zeros(300, dtype=np.float32), sampling_rate=16000)
+    with pytest.raises(ValueError, match="shape"):
+        fe(np.zeros((2, 2, 4000), dtype=np.float32), sampling_rate=16000)
+    with pytest.raises(ValueError, match="attention_mask shape"):
+        fe(np.zeros((2, 4000), dtype=np.float32), sampling_rate=16000, attention_mask=np.ones((2, 3000)))
+    with pytest.raises(ValueError, match="padding_mode"):
+        BeatsFeatureExtractor(padding_mode="centre")
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    fe = BeatsFeatureExtractor(padding_mode="time_aligned")
+    fe.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["padding_mode"] == "time_aligned" and saved["fbank_mean"] == MEAN and saved["sampling_rate"] == 16000
+    again = BeatsFeatureExtractor.from_pretrained(tmp_path)
+    x = _audio(5000).numpy()
+    np.testing.assert_array_equal(again(x, sampling_rate=16000)["input_values"], fe(x, sampling_rate=16000)["input_values"])

@@ -1,0 +1,292 @@
+"""Parity with Microsoft's original BEATs, through the converter and the Auto classes (fixtures from the unmodified
+reference code; see ../shared/fixtures/beats_reference/README.md for provenance and tolerances)."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import hf_alm  # noqa: F401  (registers the Auto classes)
+from hf_alm.convert.beats import convert
+
+NAMES = {"beats_dev_pretrained": "model", "beats_dev_finetuned": "classifier", "tokenizer_dev": "tokenizer"}
+ATOL_HIDDEN = dict(atol=1e-4, rtol=1e-4)
+ATOL_LOGITS = dict(atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def converted(beats_reference_path, tmp_path_factory):
+    """Every .pt of the fixtures folder converted once; fails if the folder holds a checkpoint we don't know."""
+    found = sorted(p.stem for p in beats_reference_path.glob("*.pt"))
+    assert found == sorted(NAMES), f"fixture checkpoints changed: {found}"
+    root = tmp_path_factory.mktemp("beats_converted")
+    return {name: convert(beats_reference_path / f"{name}.pt", root / name) for name in NAMES}
+
+
+def _io(ref, name):
+    from safetensors.torch import load_file
+
+    return load_file(ref / f"{name}_io.safetensors")
+
+
+def test_fixture_files_are_the_documented_ones(beats_reference_path):
+    expected = json.loads((beats_reference_path / "expected.json").read_text())
+    for name in NAMES:
+        for fname, meta in expected["models"][name]["files"].items():
+            digest = hashlib.sha256((beats_reference_path / fname).read_bytes()).hexdigest()
+            assert digest == meta["sha256"], fname
+
+
+def test_converted_folder_layout(converted):
+    for name, path in converted.items():
+        files = {p.name for p in path.iterdir()}
+        assert {"config.json", "model.safetensors", "preprocessor_config.json", "configuration_beats.py",
+                "modeling_beats.py", "feature_extraction_beats.py"} <= files, (name, files)
+        cfg = json.loads((path / "config.json").read_text())
+        assert cfg["model_type"] == "hf_alm_beats"
+        assert cfg["auto_map"]["AutoConfig"] == "configuration_beats.BeatsConfig"
+        pre = json.loads((path / "preprocessor_config.json").read_text())
+        assert pre["auto_map"]["AutoFeatureExtractor"] == "feature_extraction_beats.BeatsFeatureExtractor"
+    cfg = json.loads((converted["beats_dev_finetuned"] / "config.json").read_text())
+    assert cfg["auto_map"]["AutoModelForAudioClassification"] == "modeling_beats.BeatsForAudioClassification"
+    assert cfg["problem_type"] == "multi_label_classification"
+    assert cfg["id2label"]["3"] == "/m/fake_dev_03"
+
+
+def _capture(model, beats):
+    """Forward hooks on the stages the fixtures recorded (the model itself is run through its public forward)."""
+    store = {}
+    hooks = [
+        beats.layer_norm.register_forward_hook(lambda m, i, o: store.__setitem__("patch_ln", o)),
+        beats.post_extract_proj.register_forward_hook(lambda m, i, o: store.__setitem__("encoder_input", o)),
+        beats.encoder.pos_conv.register_forward_hook(lambda m, i, o: store.__setitem__("pos_conv", o)),
+    ]
+    return store, hooks
+
+
+@pytest.mark.parametrize("padded", [True, False], ids=["padded", "nopad"])
+def test_pretrained_parity_via_auto(beats_reference_path, converted, padded):
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+    from hf_alm.modeling.beats import BeatsConfig, BeatsModel
+
+    path = converted["beats_dev_pretrained"]
+    io = _io(beats_reference_path, "beats_dev_pretrained")
+    assert isinstance(AutoConfig.from_pretrained(path), BeatsConfig)
+    fe = AutoFeatureExtractor.from_pretrained(path)
+    model = AutoModel.from_pretrained(path)
+    assert type(model) is BeatsModel and not model.training
+    inputs = fe(io["waveform"], sampling_rate=16000, attention_mask=~io["padding_mask"] if padded else None,
+                return_tensors="pt")
+    torch.testing.assert_close(inputs["input_values"], io["fbank"], **ATOL_LOGITS)
+    store, hooks = _capture(model, model)
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    for h in hooks:
+        h.remove()
+    sfx = "" if padded else "_nopad"
+    torch.testing.assert_close(out.last_hidden_state, io["features" + sfx], **ATOL_HIDDEN)
+    if padded:
+        assert torch.equal(out.padding_mask, io["out_padding_mask"])
+        assert int(out.padding_mask[1].sum()) == 31
+        torch.testing.assert_close(store["pos_conv"], io["hidden.pos_conv"], **ATOL_HIDDEN)
+        torch.testing.assert_close(out.hidden_states[1], io["hidden.layer_0"], **ATOL_HIDDEN)
+    else:
+        assert not out.padding_mask.any()
+        for key in ("patch_ln", "encoder_input", "pos_conv"):
+            torch.testing.assert_close(store[key], io[f"hidden_nopad.{key}"], **ATOL_HIDDEN)
+        torch.testing.assert_close(out.hidden_states[0], io["hidden_nopad.encoder_ln"], **ATOL_HIDDEN)
+        for i in range(model.config.encoder_layers):
+            torch.testing.assert_close(out.hidden_states[i + 1], io[f"hidden_nopad.layer_{i}"], **ATOL_HIDDEN)
+
+
+@pytest.mark.parametrize("padded", [True, False], ids=["padded", "nopad"])
+def test_finetuned_parity_via_auto(beats_reference_path, converted, padded):
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    path = converted["beats_dev_finetuned"]
+    io = _io(beats_reference_path, "beats_dev_finetuned")
+    fe = AutoFeatureExtractor.from_pretrained(path)
+    model = AutoModelForAudioClassification.from_pretrained(path)
+    inputs = fe(io["waveform"], sampling_rate=16000, attention_mask=~io["padding_mask"] if padded else None,
+                return_tensors="pt")
+    torch.testing.assert_close(inputs["input_values"], io["fbank"], **ATOL_LOGITS)
+    store, hooks = _capture(model, model.beats)
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=True)
+    for h in hooks:
+        h.remove()
+    sfx = "" if padded else "_nopad"
+    torch.testing.assert_close(out.logits, io["logits" + sfx], **ATOL_LOGITS)
+    torch.testing.assert_close(out.logits.sigmoid(), io["probs" + sfx], **ATOL_LOGITS)
+    torch.testing.assert_close(out.frame_logits, io["frame_logits" + sfx], **ATOL_HIDDEN)
+    torch.testing.assert_close(out.hidden_states[-1], io["encoder_output" + sfx], **ATOL_HIDDEN)
+    if padded:
+        assert torch.equal(out.padding_mask, io["out_padding_mask"])
+        torch.testing.assert_close(store["pos_conv"], io["hidden.pos_conv"], **ATOL_HIDDEN)
+        torch.testing.assert_close(out.hidden_states[1], io["hidden.layer_0"], **ATOL_HIDDEN)
+    else:
+        for key in ("patch_ln", "encoder_input", "pos_conv"):
+            torch.testing.assert_close(store[key], io[f"hidden_nopad.{key}"], **ATOL_HIDDEN)
+        torch.testing.assert_close(out.hidden_states[0], io["hidden_nopad.encoder_ln"], **ATOL_HIDDEN)
+        for i in range(model.config.encoder_layers):
+            torch.testing.assert_close(out.hidden_states[i + 1], io[f"hidden_nopad.layer_{i}"], **ATOL_HIDDEN)
+
+
+@pytest.mark.parametrize("padded", [True, False], ids=["padded", "nopad"])
+def test_tokenizer_parity(beats_reference_path, converted, padded):
+    from transformers import AutoFeatureExtractor
+
+    from hf_alm.modeling.beats import BeatsAcousticTokenizer
+
+    path = converted["tokenizer_dev"]
+    io = _io(beats_reference_path, "tokenizer_dev")
+    fe = AutoFeatureExtractor.from_pretrained(path)
+    tok = BeatsAcousticTokenizer.from_pretrained(path)
+    assert float(tok.quantizer.initted) == 1.0
+    inputs = fe(io["waveform"], sampling_rate=16000, attention_mask=~io["padding_mask"] if padded else None,
+                return_tensors="pt")
+    torch.testing.assert_close(inputs["input_values"], io["fbank"], **ATOL_LOGITS)
+    store, hooks = _capture(tok, tok.beats)
+    labels = tok.extract_labels(**inputs)
+    with torch.no_grad():
+        out = tok(**inputs)
+    for h in hooks:
+        h.remove()
+    sfx = "" if padded else "_nopad"
+    assert labels.shape == (2, 96)
+    assert torch.equal(labels.flatten(), io["labels" + sfx])
+    assert torch.equal(out.labels, labels)
+    torch.testing.assert_close(out.quantize_input, io["quantize_input" + sfx], **ATOL_HIDDEN)
+    torch.testing.assert_close(out.last_hidden_state, io["encoder_output" + sfx], **ATOL_HIDDEN)
+    if padded:
+        assert torch.equal(out.padding_mask, io["out_padding_mask"])
+        torch.testing.assert_close(store["pos_conv"], io["hidden.pos_conv"], **ATOL_HIDDEN)
+    else:
+        for key in ("patch_ln", "encoder_input", "pos_conv"):
+            torch.testing.assert_close(store[key], io[f"hidden_nopad.{key}"], **ATOL_HIDDEN)
+
+
+def test_eager_and_sdpa_agree_on_the_converted_classifier(beats_reference_path, converted):
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    path = converted["beats_dev_finetuned"]
+    io = _io(beats_reference_path, "beats_dev_finetuned")
+    inputs = AutoFeatureExtractor.from_pretrained(path)(io["waveform"], sampling_rate=16000,
+                                                        attention_mask=~io["padding_mask"], return_tensors="pt")
+    outs = {}
+    for impl in ("eager", "sdpa"):
+        model = AutoModelForAudioClassification.from_pretrained(path, attn_implementation=impl)
+        assert model.config._attn_implementation == impl
+        with torch.no_grad():
+            outs[impl] = model(**inputs, output_hidden_states=True)
+    torch.testing.assert_close(outs["eager"].logits, outs["sdpa"].logits, atol=1e-5, rtol=0)
+    for a, b in zip(outs["eager"].hidden_states, outs["sdpa"].hidden_states):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outs["sdpa"].logits, io["logits"], **ATOL_LOGITS)
+
+
+def test_pipeline_audio_classification_returns_label_names(beats_reference_path, converted):
+    from transformers import pipeline
+
+    path = converted["beats_dev_finetuned"]
+    io = _io(beats_reference_path, "beats_dev_finetuned")
+    classifier = pipeline("audio-classification", model=str(path))
+    result = classifier({"array": io["waveform"][0].numpy(), "sampling_rate": 16000}, top_k=10)
+    assert len(result) == 10
+    probs = io["probs_nopad"][0]  # the clip alone = row 0 (full length) of the unpadded reference call
+    expected = sorted(((float(p), f"/m/fake_dev_{i:02d}") for i, p in enumerate(probs)), reverse=True)
+    assert [r["label"] for r in result] == [label for _, label in expected]
+    for r, (p, _) in zip(result, expected):  # multi-label -> sigmoid scores, as the original's probabilities
+        assert abs(r["score"] - p) < 1e-5
+
+
+def test_cli_conversion(beats_reference_path, tmp_path):
+    from hf_alm.cli import main
+
+    dst = tmp_path / "cli_out"
+    assert main(["convert", "beats", str(beats_reference_path / "beats_dev_finetuned.pt"), str(dst),
+                 "--padding_mode", "time_aligned"]) == 0
+    cfg = json.loads((dst / "config.json").read_text())
+    pre = json.loads((dst / "preprocessor_config.json").read_text())
+    assert cfg["padding_mode"] == "time_aligned" and pre["padding_mode"] == "time_aligned"
+    out = subprocess.run([sys.executable, "-m", "hf_alm.cli", "convert", "beats", "--help"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and "--padding_mode" in out.stdout and "--problem_type" in out.stdout
+
+
+def test_converter_rejects_unknown_and_missing_keys(beats_reference_path, tmp_path):
+    ckpt = torch.load(beats_reference_path / "beats_dev_pretrained.pt", weights_only=True)
+    bad = {"cfg": ckpt["cfg"], "model": dict(ckpt["model"])}
+    bad["model"]["encoder.layers.0.self_attn.extra_gate"] = torch.zeros(3)
+    del bad["model"]["encoder.layers.1.fc2.bias"]
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="extra_gate"):
+        convert(tmp_path / "bad.pt", tmp_path / "out")
+    del bad["model"]["encoder.layers.0.self_attn.extra_gate"]
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"missing \['encoder\.layers\.1\.fc2\.bias'\]"):
+        convert(tmp_path / "bad.pt", tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="release format"):
+        convert(tmp_path / "other.pt", tmp_path / "out")
+    shared = {"cfg": ckpt["cfg"], "model": dict(ckpt["model"])}
+    shared["model"]["encoder.layers.1.self_attn.relative_attention_bias.weight"] = torch.zeros(320, 4)
+    torch.save(shared, tmp_path / "unshared.pt")
+    with pytest.raises(ValueError, match="relative position bias table must be shared"):
+        convert(tmp_path / "unshared.pt", tmp_path / "out")
+
+
+REMOTE_SCRIPT = textwrap.dedent("""
+    import importlib.abc, sys, json
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_alm" or name.startswith("hf_alm."):
+                raise ImportError("hf_alm is blocked in this process")
+    sys.meta_path.insert(0, Block())
+    try:
+        import hf_alm
+        raise SystemExit("hf_alm could be imported")
+    except ImportError:
+        pass
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
+    ft, pre, io_ft, io_pre = sys.argv[1:5]
+    result = {}
+    fe = AutoFeatureExtractor.from_pretrained(ft, trust_remote_code=True)
+    model = AutoModelForAudioClassification.from_pretrained(ft, trust_remote_code=True)
+    io = load_file(io_ft)
+    with torch.no_grad():
+        out = model(**fe(io["waveform"], sampling_rate=16000, attention_mask=~io["padding_mask"], return_tensors="pt"))
+    result["classes"] = [type(fe).__module__, type(model).__module__]
+    result["logits"] = (out.logits - io["logits"]).abs().max().item()
+    model = AutoModel.from_pretrained(pre, trust_remote_code=True)
+    io = load_file(io_pre)
+    with torch.no_grad():
+        out = model(**fe(io["waveform"], sampling_rate=16000, attention_mask=~io["padding_mask"], return_tensors="pt"))
+    result["features"] = (out.last_hidden_state - io["features"]).abs().max().item()
+    result["mask"] = bool(torch.equal(out.padding_mask, io["out_padding_mask"]))
+    result["hf_alm_loaded"] = any(m == "hf_alm" or m.startswith("hf_alm.") for m in sys.modules)
+    print(json.dumps(result))
+""")
+
+
+def test_remote_code_loads_without_hf_alm(beats_reference_path, converted, tmp_path):
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", PYTHONPATH="")
+    args = [str(converted["beats_dev_finetuned"]), str(converted["beats_dev_pretrained"]),
+            str(beats_reference_path / "beats_dev_finetuned_io.safetensors"),
+            str(beats_reference_path / "beats_dev_pretrained_io.safetensors")]
+    out = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT, *args], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not result["hf_alm_loaded"]
+    assert all(not m.startswith("hf_alm") for m in result["classes"]), result["classes"]
+    assert result["logits"] < 1e-5 and result["features"] < 1e-4 and result["mask"], result
