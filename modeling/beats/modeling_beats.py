@@ -392,9 +392,6 @@ class BeatsPreTrainedModel(PreTrainedModel):
             return
         super()._init_weights(module)
 
-    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func: Callable = None):
-        super()._set_gradient_checkpointing(enable, gradient_checkpointing_func)
-
     # the original computes the patch mask from the frame mask; exposed for heads and downstream models
     def patch_padding_mask(self, attention_mask: torch.Tensor, num_patches: int) -> torch.Tensor:
         """Patch-level padding mask ``(B, N)`` (True = padding) from the frame ``attention_mask`` ``(B, T)``
