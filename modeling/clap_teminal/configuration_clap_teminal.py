@@ -1,0 +1,225 @@
+"""Configuration of CLAP-TeminAL: a CLAP-style contrastive audio-text dual encoder (HTSAT or BEATs audio tower)."""
+
+import copy
+import math
+
+from transformers import AutoConfig, ClapAudioConfig, ClapTextConfig, PreTrainedConfig
+
+from .beats_tower import beats_config_class
+
+AUDIO_TOWERS = ("htsat", "beats")
+
+# Presets. Each entry holds the model config and the matching feature-extractor settings (used by
+# ClapTeminalFeatureExtractor.from_preset / ClapTeminalProcessor.from_preset).
+PRESETS = {
+    # Seconds on CPU, for tests: 0.5 s clips at 48 kHz -> 51 frames x 16 mels, an 8x8-patch Swin, a 2-layer text tower.
+    "tiny": {
+        "config": {
+            "audio_tower": "htsat",
+            "audio_config": {
+                "num_mel_bins": 16,
+                "spec_size": 32,
+                "patch_size": 4,
+                "patch_stride": [4, 4],
+                "window_size": 4,
+                "patch_embeds_hidden_size": 16,
+                "depths": [1, 1],
+                "num_attention_heads": [2, 2],
+                "hidden_size": 32,
+                "mlp_ratio": 2.0,
+                "hidden_dropout_prob": 0.0,
+                "drop_path_rate": 0.0,
+            },
+            "text_config": {
+                "vocab_size": 300,
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+                "max_position_embeddings": 40,
+                "hidden_dropout_prob": 0.0,
+                "attention_probs_dropout_prob": 0.0,
+            },
+            "projection_dim": 16,
+        },
+        "feature_extractor": {"feature_size": 16, "max_length_s": 0.5},
+    },
+    # The default of the TeminAL main job: 2 s clips (201 frames x 64 mels), a 3-stage Swin and a 2-layer RoBERTa.
+    "small": {
+        "config": {
+            "audio_tower": "htsat",
+            "audio_config": {
+                "num_mel_bins": 64,
+                "spec_size": 128,
+                "patch_size": 4,
+                "patch_stride": [4, 4],
+                "window_size": 8,
+                "patch_embeds_hidden_size": 32,
+                "depths": [1, 1, 2],
+                "num_attention_heads": [2, 4, 8],
+                "hidden_size": 128,
+                "mlp_ratio": 2.0,
+                "hidden_dropout_prob": 0.1,
+                "drop_path_rate": 0.0,
+            },
+            "text_config": {
+                "vocab_size": 2000,
+                "hidden_size": 128,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "intermediate_size": 256,
+                "max_position_embeddings": 66,
+                "hidden_dropout_prob": 0.1,
+                "attention_probs_dropout_prob": 0.1,
+            },
+            "projection_dim": 128,
+        },
+        "feature_extractor": {"feature_size": 64, "max_length_s": 2},
+    },
+    # The shape of laion/clap-htsat-unfused (HTSAT-tiny + RoBERTa-base, 10 s at 48 kHz).
+    "laion-htsat-unfused": {
+        "config": {
+            "audio_tower": "htsat",
+            "audio_config": {},
+            "text_config": {},
+            "projection_dim": 512,
+        },
+        "feature_extractor": {"feature_size": 64, "max_length_s": 10},
+    },
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class ClapTeminalConfig(PreTrainedConfig):
+    r"""Configuration of [`ClapTeminalModel`], a CLAP-style contrastive dual encoder.
+
+    Args:
+        audio_tower (`str`, defaults to `"htsat"`):
+            `"htsat"` (transformers' `ClapAudioModel`, CLAP log-mel input at 48 kHz) or `"beats"` (hf-alm's
+            `BeatsModel`, Kaldi fbank input at 16 kHz; the clip embedding is the masked mean of its frames).
+        audio_config (`dict` or `PreTrainedConfig`):
+            A `ClapAudioConfig` (htsat) or a `BeatsConfig` (beats), or the dict of one.
+        text_config (`dict` or `PreTrainedConfig`):
+            A `ClapTextConfig` (RoBERTa-style, the laion layout) or the config of any `AutoModel` text encoder (a
+            dict with its `model_type`); such a tower's `pooler_output` (or its first token) is projected.
+        projection_dim (`int`, defaults to 512): size of the shared embedding space.
+        projection_hidden_act (`str`, defaults to `"relu"`): activation of the two-layer projection heads.
+        logit_scale_init_value (`float`, defaults to `1/0.07`):
+            As in transformers' `ClapConfig`: the *scale*; the learnable parameters `logit_scale_a` / `logit_scale_t`
+            start at `log(logit_scale_init_value)` = log(1/0.07) and logits are `exp(param) * cosine`.
+        logit_scale_max (`float`, defaults to 100): `exp(param)` is clamped to this value (CLIP's guard).
+    """
+
+    model_type = "hf_alm_clap_teminal"
+
+    audio_tower: str = "htsat"
+    audio_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    projection_dim: int = 512
+    projection_hidden_act: str = "relu"
+    logit_scale_init_value: float = 1 / 0.07
+    logit_scale_max: float = 100.0
+    initializer_factor: float = 1.0
+
+    def __post_init__(self, **kwargs):
+        if self.audio_tower not in AUDIO_TOWERS:
+            raise ValueError(f"audio_tower must be one of {AUDIO_TOWERS}, got {self.audio_tower!r}")
+        self.audio_config = self._make_audio_config(self.audio_config)
+        self.text_config = self._make_text_config(self.text_config)
+        if self.projection_dim <= 0:
+            raise ValueError(f"projection_dim must be positive, got {self.projection_dim}")
+        if not self.logit_scale_init_value > 0:
+            raise ValueError(f"logit_scale_init_value is a scale (> 0), got {self.logit_scale_init_value}")
+        # keep the laion sub-config fields consistent, as ClapConfig does
+        for sub in (self.audio_config, self.text_config):
+            if isinstance(sub, (ClapAudioConfig, ClapTextConfig)):
+                sub.projection_dim = self.projection_dim
+                sub.projection_hidden_act = self.projection_hidden_act
+        super().__post_init__(**kwargs)
+
+    # sub-configs: the attention implementation and nested serialisation follow these keys
+    @property
+    def sub_configs(self):
+        return {"audio_config": type(self.audio_config), "text_config": type(self.text_config)}
+
+    def _make_audio_config(self, value):
+        if self.audio_tower == "htsat":
+            if value is None:
+                return ClapAudioConfig()
+            if isinstance(value, ClapAudioConfig):
+                return value
+            if isinstance(value, PreTrainedConfig):
+                raise TypeError(f"audio_tower='htsat' needs a ClapAudioConfig, got {type(value).__name__}")
+            value = dict(value)
+            value.pop("model_type", None)
+            cfg = ClapAudioConfig(**value)
+            expected = cfg.patch_embeds_hidden_size * 2 ** (len(cfg.depths) - 1)
+            if "hidden_size" not in value:
+                cfg.hidden_size = expected
+            if cfg.hidden_size != expected:
+                raise ValueError(
+                    f"HTSAT audio_config.hidden_size must equal patch_embeds_hidden_size * 2**(len(depths)-1) = "
+                    f"{expected} (the width of the last Swin stage), got {cfg.hidden_size}"
+                )
+            return cfg
+        beats_config = beats_config_class()
+        if value is None:
+            return beats_config()
+        if isinstance(value, beats_config):
+            return value
+        if isinstance(value, PreTrainedConfig):
+            raise TypeError(f"audio_tower='beats' needs a BeatsConfig, got {type(value).__name__}")
+        value = dict(value)
+        value.pop("model_type", None)
+        return beats_config(**value)
+
+    @staticmethod
+    def _make_text_config(value):
+        if value is None:
+            return ClapTextConfig()
+        if isinstance(value, PreTrainedConfig):
+            return value
+        value = dict(value)
+        model_type = value.pop("model_type", ClapTextConfig.model_type)
+        if model_type == ClapTextConfig.model_type:
+            return ClapTextConfig(**value)
+        return AutoConfig.for_model(model_type, **value)
+
+    @property
+    def audio_hidden_size(self) -> int:
+        """Width of the pooled audio-tower output that the audio projection reads."""
+        if self.audio_tower == "htsat":
+            return self.audio_config.hidden_size
+        for name in ("hidden_size", "encoder_embed_dim"):
+            if hasattr(self.audio_config, name):
+                return getattr(self.audio_config, name)
+        raise ValueError("cannot find the hidden size of the BEATs audio_config (hidden_size / encoder_embed_dim)")
+
+    @property
+    def logit_scale_init(self) -> float:
+        """The initial value of the logit-scale parameters, `log(logit_scale_init_value)`."""
+        return math.log(self.logit_scale_init_value)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "ClapTeminalConfig":
+        """A preset: `"tiny"` (tests), `"small"` (the TeminAL main job on CPU) or `"laion-htsat-unfused"`.
+
+        `overrides` are merged into the preset; nested dicts (`text_config={"vocab_size": 500}`) update its fields.
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown CLAP-TeminAL preset {name!r}; available: {', '.join(PRESETS)}")
+        return cls(**_merge(PRESETS[name]["config"], overrides))
+
+
+ClapTeminalConfig.register_for_auto_class()
+
+__all__ = ["ClapTeminalConfig", "PRESETS", "AUDIO_TOWERS"]

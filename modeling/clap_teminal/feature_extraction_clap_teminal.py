@@ -1,0 +1,392 @@
+"""CLAP log-mel features in batched torch (the numbers of transformers' `ClapFeatureExtractor`, much faster).
+
+Per clip: repeat-pad (or pad / repeat) to `max_length_s`, or crop a longer clip; then one batched `torch.stft`
+(periodic Hann window of 1024, hop 480, reflect-centred), power spectrum, mel filters from
+`transformers.audio_utils.mel_filter_bank` (Slaney for `rand_trunc`, HTK for `fusion`, as `ClapFeatureExtractor`),
+`10 * log10(max(mel, 1e-10))` dB. Output `input_features` of shape `(batch, 1, frames, mels)` (`(batch, 4, ...)` with
+`truncation="fusion"`) and `is_longer` `(batch, 1)`.
+
+Determinism: clips longer than `max_length_s` are cropped at a fixed position (`crop_position`, default the centre)
+unless a seeded `torch.Generator` is passed as `generator=` (training-time random crops). Nothing reads numpy's or
+torch's global random state, so the same clip gives the same features in any batch.
+"""
+
+import numpy as np
+import torch
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.audio_utils import mel_filter_bank
+from transformers.utils import logging
+
+from .configuration_clap_teminal import PRESETS
+
+logger = logging.get_logger(__name__)
+
+TRUNCATIONS = ("rand_trunc", "fusion")
+PADDINGS = ("repeatpad", "repeat", "pad")
+CROP_POSITIONS = ("center", "start", "end")
+COMPUTE_DTYPES = ("float32", "float64")
+
+# feature-extractor settings of each model preset
+PRESET_FEATURES = {name: preset["feature_extractor"] for name, preset in PRESETS.items()}
+
+
+class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
+    r"""CLAP log-mel feature extractor computed in batched torch.
+
+    With `truncation="rand_trunc"` and clips not longer than `max_length_s` it reproduces transformers'
+    `ClapFeatureExtractor` (same settings) to ~1e-5 dB; longer clips are cropped deterministically (or randomly with a
+    seeded `generator`), never with numpy's global random state.
+
+    Args:
+        feature_size (`int`, defaults to 64): number of mel bins.
+        sampling_rate (`int`, defaults to 48000): the rate the audio must have; another `sampling_rate=` raises.
+        hop_length (`int`, defaults to 480), fft_window_size (`int`, defaults to 1024): STFT hop and window.
+        max_length_s (`float`, defaults to 10): clip length in seconds after padding / cropping.
+        frequency_min (`float`, defaults to 50), frequency_max (`float`, defaults to 14000): mel filter range.
+        top_db (`float`, *optional*): clip each log-mel to `max - top_db`.
+        truncation (`str`, defaults to `"rand_trunc"`): `"rand_trunc"` (one crop) or `"fusion"` (4 channels).
+        padding (`str`, defaults to `"repeatpad"`): `"repeatpad"`, `"repeat"` or `"pad"` (as `ClapFeatureExtractor`).
+        crop_position (`str`, defaults to `"center"`): where a too-long clip is cropped without a generator.
+        compute_dtype (`str`, defaults to `"float64"`): STFT precision; `"float32"` is faster but drifts from
+            `ClapFeatureExtractor` by up to ~0.07 dB in quiet bins next to loud ones (float64 stays below 1e-5).
+    """
+
+    model_input_names = ["input_features", "is_longer"]
+
+    def __init__(
+        self,
+        feature_size: int = 64,
+        sampling_rate: int = 48_000,
+        hop_length: int = 480,
+        max_length_s: float = 10,
+        fft_window_size: int = 1024,
+        padding_value: float = 0.0,
+        return_attention_mask: bool = False,
+        frequency_min: float = 50,
+        frequency_max: float = 14_000,
+        top_db: float | None = None,
+        truncation: str = "rand_trunc",
+        padding: str = "repeatpad",
+        crop_position: str = "center",
+        compute_dtype: str = "float64",
+        **kwargs,
+    ):
+        for name in ("nb_max_samples", "nb_frequency_bins", "mel_filters", "mel_filters_slaney"):
+            kwargs.pop(name, None)  # derived fields that a ClapFeatureExtractor JSON may carry
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            return_attention_mask=return_attention_mask,
+            **kwargs,
+        )
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        if crop_position not in CROP_POSITIONS:
+            raise ValueError(f"crop_position must be one of {CROP_POSITIONS}, got {crop_position!r}")
+        if compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
+        if max_length_s <= 0:
+            raise ValueError(f"max_length_s must be positive, got {max_length_s}")
+        self.hop_length = int(hop_length)
+        self.fft_window_size = int(fft_window_size)
+        self.max_length_s = max_length_s
+        self.frequency_min = frequency_min
+        self.frequency_max = frequency_max
+        self.top_db = top_db
+        self.truncation = truncation
+        self.padding = padding
+        self.crop_position = crop_position
+        self.compute_dtype = compute_dtype
+
+    # ------------------------------------------------------------------ helpers
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> "ClapTeminalFeatureExtractor":
+        """The feature extractor that matches `ClapTeminalConfig.from_preset(name)`."""
+        if name not in PRESET_FEATURES:
+            raise ValueError(f"unknown CLAP-TeminAL preset {name!r}; available: {', '.join(PRESET_FEATURES)}")
+        return cls(**{**PRESET_FEATURES[name], **kwargs})
+
+    @classmethod
+    def from_clap_feature_extractor(cls, clap_fe, **kwargs) -> "ClapTeminalFeatureExtractor":
+        """Mirror the settings of a transformers `ClapFeatureExtractor` (as found in a laion/clap-* folder)."""
+        settings = dict(
+            feature_size=clap_fe.feature_size,
+            sampling_rate=clap_fe.sampling_rate,
+            hop_length=clap_fe.hop_length,
+            max_length_s=clap_fe.max_length_s,
+            fft_window_size=clap_fe.fft_window_size,
+            padding_value=clap_fe.padding_value,
+            frequency_min=clap_fe.frequency_min,
+            frequency_max=clap_fe.frequency_max,
+            top_db=clap_fe.top_db,
+            truncation=clap_fe.truncation,
+            padding=clap_fe.padding,
+        )
+        settings.update(kwargs)
+        return cls(**settings)
+
+    @property
+    def nb_max_samples(self) -> int:
+        """Clip length in samples after padding / cropping."""
+        return int(round(self.max_length_s * self.sampling_rate))
+
+    @property
+    def num_frames(self) -> int:
+        """Frames per clip: `nb_max_samples // hop_length + 1`."""
+        return self.nb_max_samples // self.hop_length + 1
+
+    def to_dict(self):
+        output = super().to_dict()
+        for key in [k for k in output if k.startswith("_cache")]:
+            del output[key]
+        return output
+
+    def _dtype(self):
+        return torch.float64 if self.compute_dtype == "float64" else torch.float32
+
+    def mel_filters(self, truncation: str | None = None) -> torch.Tensor:
+        """The `(n_freq, n_mels)` filter bank: Slaney for `rand_trunc`, HTK for `fusion` (as `ClapFeatureExtractor`)."""
+        truncation = truncation or self.truncation
+        cache = self.__dict__.setdefault("_cache_filters", {})
+        key = (truncation, self.compute_dtype)
+        if key not in cache:
+            htk = truncation == "fusion"
+            filters = mel_filter_bank(
+                num_frequency_bins=(self.fft_window_size >> 1) + 1,
+                num_mel_filters=self.feature_size,
+                min_frequency=self.frequency_min,
+                max_frequency=self.frequency_max,
+                sampling_rate=self.sampling_rate,
+                norm=None if htk else "slaney",
+                mel_scale="htk" if htk else "slaney",
+            )
+            cache[key] = torch.from_numpy(np.asarray(filters)).to(self._dtype())
+        return cache[key]
+
+    def _kernel(self, truncation: str, device) -> tuple:
+        """(window, interleaved filters restricted to the non-zero FFT bins, first bin, last bin + 1), cached."""
+        cache = self.__dict__.setdefault("_cache_kernel", {})
+        key = (truncation, self.compute_dtype, str(device))
+        if key not in cache:
+            filters = self.mel_filters(truncation)
+            nonzero = torch.nonzero(filters.abs().sum(dim=1) > 0).flatten()
+            kmin, kmax = int(nonzero.min()), int(nonzero.max()) + 1
+            # (re, im) pairs interleaved: |X|^2 @ W == (view_as_real(X) ** 2).flatten(-2) @ repeat_interleave(W, 2)
+            interleaved = filters[kmin:kmax].repeat_interleave(2, dim=0).contiguous().to(device)
+            window = torch.hann_window(self.fft_window_size, periodic=True, dtype=self._dtype(), device=device)
+            cache[key] = (window, interleaved, kmin, kmax)
+        return cache[key]
+
+    def log_mel(self, waveforms, truncation: str | None = None) -> torch.Tensor:
+        """Batched CLAP log-mel spectrogram in dB: `(batch, samples)` (or a list of equal-length 1-D clips) ->
+        `(batch, frames, mels)` float32.
+
+        Equivalent to `torch.stft(center=True, pad_mode="reflect")` with a periodic Hann window, power 2, the mel
+        filters and `10 * log10(max(mel, 1e-10))`; computed clip by clip (cache-friendly, ~2x faster than one big STFT)
+        and only over the FFT bins the filters use.
+        """
+        truncation = truncation or self.truncation
+        clips = list(waveforms)
+        if not clips:
+            raise ValueError("log_mel needs at least one clip")
+        length = clips[0].shape[-1]
+        if any(c.shape[-1] != length for c in clips):
+            raise ValueError(f"log_mel needs clips of equal length, got {sorted({c.shape[-1] for c in clips})}")
+        half = self.fft_window_size // 2
+        if length <= half:
+            raise ValueError(f"clips must be longer than {half} samples for the reflect-padded STFT, got {length}")
+        device = clips[0].device
+        window, filters, kmin, kmax = self._kernel(truncation, device)
+        frames = 1 + length // self.hop_length
+        out = torch.empty(len(clips), frames, self.feature_size, dtype=torch.float32, device=device)
+        for i, clip in enumerate(clips):
+            clip = clip.to(self._dtype())
+            padded = torch.nn.functional.pad(clip[None, None], (half, half), mode="reflect")[0, 0]
+            spec = torch.fft.rfft(padded.unfold(-1, self.fft_window_size, self.hop_length) * window)
+            parts = torch.view_as_real(spec).reshape(frames, -1)[:, 2 * kmin : 2 * kmax]
+            mel = (parts * parts) @ filters
+            out[i] = 10.0 * torch.log10(mel.clamp_(min=1e-10))
+        if self.top_db is not None:
+            peak = out.amax(dim=(1, 2), keepdim=True)
+            out = torch.maximum(out, peak - self.top_db)
+        return out
+
+    def _as_clips(self, raw_speech) -> list:
+        """Normalise the accepted input types to a list of 1-D float tensors."""
+        if isinstance(raw_speech, torch.Tensor):
+            raw_speech = raw_speech.detach().cpu()
+            if raw_speech.dim() > 2:
+                raise ValueError(
+                    f"audio must be mono: a 1-D clip or a 2-D (batch, samples) array, got shape {tuple(raw_speech.shape)}"
+                )
+            clips = [raw_speech] if raw_speech.dim() == 1 else list(raw_speech)
+        elif isinstance(raw_speech, np.ndarray):
+            if raw_speech.ndim > 2:
+                raise ValueError(
+                    f"audio must be mono: a 1-D clip or a 2-D (batch, samples) array, got shape {raw_speech.shape}"
+                )
+            clips = [raw_speech] if raw_speech.ndim == 1 else list(raw_speech)
+        elif isinstance(raw_speech, (list, tuple)):
+            if len(raw_speech) == 0:
+                raise ValueError("got an empty list of audio clips")
+            if isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple)):
+                clips = list(raw_speech)
+            else:
+                clips = [raw_speech]
+        else:
+            raise TypeError(f"audio must be a numpy array, a torch tensor or a list of them, got {type(raw_speech)}")
+        out = []
+        for i, clip in enumerate(clips):
+            tensor = clip if isinstance(clip, torch.Tensor) else torch.from_numpy(np.asarray(clip, dtype=np.float64))
+            if tensor.dim() != 1:
+                raise ValueError(f"clip {i} must be mono (1-D), got shape {tuple(tensor.shape)}")
+            if tensor.numel() == 0:
+                raise ValueError(f"clip {i} is empty (0 samples)")
+            if not torch.is_floating_point(tensor):
+                tensor = tensor.double()
+            out.append(tensor.to(self._dtype()))
+        return out
+
+    def _crop_offset(self, overflow: int, generator) -> int:
+        if generator is not None:
+            return int(torch.randint(0, overflow + 1, (1,), generator=generator).item())
+        if self.crop_position == "start":
+            return 0
+        if self.crop_position == "end":
+            return overflow
+        return overflow // 2
+
+    def _fit(self, clip: torch.Tensor, max_length: int, padding: str) -> tuple:
+        """Repeat / pad a short clip to `max_length`; returns (clip, number of real samples)."""
+        length = clip.shape[0]
+        if length >= max_length:
+            return clip[:max_length], max_length
+        if padding == "repeat":
+            clip = clip.repeat(max_length // length + 1)[:max_length]
+            return clip, max_length
+        if padding == "repeatpad":
+            clip = clip.repeat(max_length // length)
+        real = clip.shape[0]
+        return torch.nn.functional.pad(clip, (0, max_length - real), value=self.padding_value), real
+
+    def _fusion_crops(self, mel: torch.Tensor, chunk_frames: int, generator) -> torch.Tensor:
+        """The 4-channel fusion input of one long clip: shrunk whole mel + front / middle / back crops."""
+        total = mel.shape[0]
+        starts = np.array_split(np.arange(0, total - chunk_frames + 1), 3)
+        picks = []
+        for part in starts:
+            if len(part) == 0:
+                picks.append(0)
+            elif generator is not None:
+                picks.append(int(part[int(torch.randint(0, len(part), (1,), generator=generator).item())]))
+            else:
+                picks.append(int(part[len(part) // 2]))
+        crops = [mel[p : p + chunk_frames] for p in picks]
+        shrink = torch.nn.functional.interpolate(
+            mel[None, None], size=[chunk_frames, mel.shape[1]], mode="bilinear", align_corners=False
+        )[0, 0]
+        return torch.stack([shrink, *crops], dim=0)
+
+    # ------------------------------------------------------------------ main entry
+    def __call__(
+        self,
+        raw_speech,
+        truncation: str | None = None,
+        padding: bool | str | None = None,
+        max_length: int | None = None,
+        sampling_rate: int | None = None,
+        return_tensors=None,
+        return_attention_mask: bool | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Featurise one clip or a batch (numpy arrays, torch tensors or lists of floats, mono, at `sampling_rate`).
+
+        Args:
+            truncation, padding: override the instance settings (`padding=True` keeps the instance's).
+            max_length: clip length in samples (default `max_length_s * sampling_rate`).
+            sampling_rate: the rate of `raw_speech`; must equal `self.sampling_rate` (resample first otherwise).
+            return_tensors: `"pt"` or `"np"` (default numpy arrays).
+            return_attention_mask: also return a frame mask `attention_mask` `(batch, frames)` (1 = real audio).
+            generator: a seeded `torch.Generator` for random crops of long clips (training); `None` = deterministic.
+        """
+        truncation = truncation if truncation is not None else self.truncation
+        if padding is True or padding is None or padding is False or padding == "longest" or padding == "max_length":
+            padding = self.padding
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        if sampling_rate is not None:
+            if int(sampling_rate) != int(self.sampling_rate):
+                raise ValueError(
+                    f"{self.__class__.__name__} expects audio sampled at {self.sampling_rate} Hz, got sampling_rate="
+                    f"{sampling_rate}; resample the audio to {self.sampling_rate} Hz first"
+                )
+        else:
+            logger.warning_once(
+                f"It is strongly recommended to pass the `sampling_rate` argument to `{self.__class__.__name__}()`. "
+                "Failing to do so can result in silent errors that might be hard to debug."
+            )
+        return_attention_mask = self.return_attention_mask if return_attention_mask is None else return_attention_mask
+        max_length = int(max_length) if max_length else self.nb_max_samples
+        clips = self._as_clips(raw_speech)
+
+        fitted, real_lengths, is_longer, long_full = [], [], [], {}
+        for i, clip in enumerate(clips):
+            if clip.shape[0] > max_length:
+                if truncation == "fusion":
+                    long_full[i] = clip
+                    fitted.append(clip[:max_length])
+                    real_lengths.append(max_length)
+                    is_longer.append(None)  # decided below
+                    continue
+                offset = self._crop_offset(clip.shape[0] - max_length, generator)
+                fitted.append(clip[offset : offset + max_length])
+                real_lengths.append(max_length)
+                is_longer.append(True)
+            else:
+                fitted_clip, real = self._fit(clip, max_length, padding)
+                fitted.append(fitted_clip)
+                real_lengths.append(real)
+                is_longer.append(False)
+
+        features = self.log_mel(fitted, truncation)  # (batch, frames, mels)
+        if truncation == "fusion":
+            chunk_frames = max_length // self.hop_length + 1
+            channels = []
+            for i in range(len(clips)):
+                if i in long_full:
+                    mel = self.log_mel(long_full[i][None], truncation)[0]
+                    if mel.shape[0] == chunk_frames:  # barely longer: the whole clip, as ClapFeatureExtractor
+                        channels.append(mel.expand(4, -1, -1))
+                        is_longer[i] = False
+                    else:
+                        channels.append(self._fusion_crops(mel, chunk_frames, generator))
+                        is_longer[i] = True
+                else:
+                    channels.append(features[i].expand(4, -1, -1))
+            input_features = torch.stack(channels).contiguous()
+        else:
+            input_features = features[:, None]
+
+        data = {
+            "input_features": input_features,
+            "is_longer": torch.tensor([[bool(v)] for v in is_longer], dtype=torch.bool),
+        }
+        if return_attention_mask:
+            frames = input_features.shape[-2]
+            centers = torch.arange(frames) * self.hop_length
+            data["attention_mask"] = (centers[None, :] < torch.tensor(real_lengths)[:, None]).to(torch.int32)
+        if return_tensors in (None, "np"):
+            data = {k: v.numpy() for k, v in data.items()}
+            return BatchFeature(data)
+        return BatchFeature(data, tensor_type=return_tensors)
+
+
+ClapTeminalFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+
+__all__ = ["ClapTeminalFeatureExtractor", "PRESET_FEATURES"]

@@ -1,0 +1,358 @@
+"""CLAP-TeminAL: a CLAP-style contrastive audio-text dual encoder (HTSAT or BEATs audio tower, RoBERTa-style text).
+
+The towers are transformers' own public CLAP classes (`ClapAudioModel` = HTSAT, `ClapTextModel` = RoBERTa) or hf-alm's
+`BeatsModel`; the module names (`audio_model`, `text_model`, `audio_projection.linear1`, ..., `logit_scale_a`,
+`logit_scale_t`) follow transformers' `ClapModel`, so a laion/clap-htsat-* checkpoint maps one to one
+(:meth:`ClapTeminalModel.from_clap`).
+"""
+
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, ClapAudioModel, ClapTextConfig, ClapTextModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import ModelOutput, can_return_tuple
+
+from .beats_tower import STAGED_SOURCE, beats_model_class, beats_source_files
+from .configuration_clap_teminal import ClapTeminalConfig
+
+
+@dataclass
+class ClapTeminalOutput(ModelOutput):
+    r"""Output of [`ClapTeminalModel.forward`], field for field like transformers' `ClapOutput`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, returned when `return_loss=True`):
+            Symmetric InfoNCE: the mean of the cross-entropies of `logits_per_audio` and `logits_per_text` with the
+            diagonal (the i-th audio goes with the i-th text) as targets.
+        logits_per_audio (`torch.FloatTensor` of shape `(audio_batch_size, text_batch_size)`):
+            `exp(logit_scale_a) * cosine(audio_embeds, text_embeds)`.
+        logits_per_text (`torch.FloatTensor` of shape `(text_batch_size, audio_batch_size)`):
+            `exp(logit_scale_t) * cosine(text_embeds, audio_embeds)`.
+        text_embeds (`torch.FloatTensor` of shape `(text_batch_size, projection_dim)`): L2-normalised text embeddings.
+        audio_embeds (`torch.FloatTensor` of shape `(audio_batch_size, projection_dim)`): L2-normalised audio embeddings.
+        text_model_output (`BaseModelOutputWithPooling`): the output of the text tower.
+        audio_model_output (`BaseModelOutputWithPooling`): the output of the audio tower.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits_per_audio: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    audio_embeds: torch.FloatTensor | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    audio_model_output: BaseModelOutputWithPooling | None = None
+
+    def to_tuple(self) -> tuple[Any]:
+        return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in self.values())
+
+
+class ClapTeminalProjection(nn.Module):
+    """Two-layer projection head `linear2(act(linear1(x)))` (the layout of transformers' `ClapProjectionLayer`)."""
+
+    def __init__(self, in_features: int, projection_dim: int, hidden_act: str):
+        super().__init__()
+        self.linear1 = nn.Linear(in_features, projection_dim)
+        self.activation = ACT2FN[hidden_act]
+        self.linear2 = nn.Linear(projection_dim, projection_dim)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.activation(self.linear1(hidden_states)))
+
+
+def contrastive_loss(logits_per_audio: torch.Tensor, logits_per_text: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE with diagonal targets: `(CE(logits_per_audio) + CE(logits_per_text)) / 2`."""
+    if logits_per_audio.shape[0] != logits_per_audio.shape[1]:
+        raise ValueError(
+            "return_loss=True needs as many texts as audio clips (one caption per clip), got logits of shape "
+            f"{tuple(logits_per_audio.shape)}"
+        )
+    labels = torch.arange(logits_per_audio.shape[0], device=logits_per_audio.device)
+    return (F.cross_entropy(logits_per_audio, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+
+
+class ClapTeminalPreTrainedModel(PreTrainedModel):
+    config: ClapTeminalConfig
+    config_class = ClapTeminalConfig
+    base_model_prefix = "clap_teminal"
+    input_modalities = ("audio", "text")
+    supports_gradient_checkpointing = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        # the towers are PreTrainedModels and initialise themselves; here: projection heads and logit scales
+        factor = self.config.initializer_factor
+        if isinstance(module, ClapTeminalProjection):
+            for linear in (module.linear1, module.linear2):
+                init.normal_(linear.weight, mean=0.0, std=0.02 * factor)
+                init.zeros_(linear.bias)
+        elif isinstance(module, ClapTeminalModel):
+            init.constant_(module.logit_scale_a, self.config.logit_scale_init)
+            init.constant_(module.logit_scale_t, self.config.logit_scale_init)
+
+
+class ClapTeminalModel(ClapTeminalPreTrainedModel):
+    r"""CLAP-TeminAL dual encoder: an audio tower (HTSAT or BEATs) and a text tower, each followed by a two-layer
+    projection head into a shared `projection_dim` space, and two learnable logit scales (audio->text, text->audio).
+
+    The call signatures and return types follow transformers v5's `ClapModel`, so code written for `ClapModel`
+    (including `pipeline("zero-shot-audio-classification")`) works unchanged.
+    """
+
+    main_input_name = "input_ids"
+
+    def __init__(self, config: ClapTeminalConfig):
+        super().__init__(config)
+        if config.audio_tower == "htsat":
+            self.audio_model = ClapAudioModel(config.audio_config)
+        else:
+            self.audio_model = beats_model_class()(config.audio_config)
+        if isinstance(config.text_config, ClapTextConfig):
+            self.text_model = ClapTextModel(config.text_config)
+        else:
+            self.text_model = AutoModel.from_config(config.text_config)
+        self.audio_projection = ClapTeminalProjection(
+            config.audio_hidden_size, config.projection_dim, config.projection_hidden_act
+        )
+        self.text_projection = ClapTeminalProjection(
+            config.text_config.hidden_size, config.projection_dim, config.projection_hidden_act
+        )
+        self.logit_scale_a = nn.Parameter(torch.tensor(config.logit_scale_init))
+        self.logit_scale_t = nn.Parameter(torch.tensor(config.logit_scale_init))
+        self.post_init()
+
+    # ------------------------------------------------------------------ towers
+    def _audio_tower(self, input_features, attention_mask=None, is_longer=None, **kwargs) -> BaseModelOutputWithPooling:
+        if input_features is None:
+            raise ValueError("input_features is required to compute audio embeddings (got None)")
+        if self.config.audio_tower == "htsat":
+            if input_features.dim() == 3:  # (batch, frames, mels) -> (batch, 1, frames, mels)
+                input_features = input_features.unsqueeze(1)
+            if input_features.dim() != 4:
+                raise ValueError(
+                    "HTSAT input_features must have shape (batch, channels, frames, mel_bins) or (batch, frames, "
+                    f"mel_bins), got {tuple(input_features.shape)}"
+                )
+            mels = self.config.audio_config.num_mel_bins
+            if input_features.shape[-1] != mels:
+                raise ValueError(
+                    f"input_features have {input_features.shape[-1]} mel bins but the audio tower expects {mels}; "
+                    "use the processor saved with this model"
+                )
+            out = self.audio_model(input_features=input_features, is_longer=is_longer, **kwargs)
+            return out
+        out = self.audio_model(input_features, attention_mask=attention_mask, **kwargs)
+        hidden = out.last_hidden_state
+        frame_mask = getattr(out, "padding_mask", None)
+        if frame_mask is None and attention_mask is not None and attention_mask.shape[-1] == hidden.shape[1]:
+            frame_mask = attention_mask
+        if getattr(out, "pooler_output", None) is not None and frame_mask is None:
+            pooled = out.pooler_output
+        elif frame_mask is not None:
+            weights = frame_mask.to(hidden.dtype).unsqueeze(-1)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        else:
+            pooled = hidden.mean(1)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=hidden,
+            pooler_output=pooled,
+            hidden_states=getattr(out, "hidden_states", None),
+            attentions=getattr(out, "attentions", None),
+        )
+
+    def _text_tower(self, input_ids, attention_mask=None, position_ids=None, **kwargs) -> BaseModelOutputWithPooling:
+        if input_ids is None:
+            raise ValueError("input_ids is required to compute text embeddings (got None)")
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        out = self.text_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        if getattr(out, "pooler_output", None) is None:
+            out = BaseModelOutputWithPooling(
+                last_hidden_state=out.last_hidden_state,
+                pooler_output=out.last_hidden_state[:, 0],
+                hidden_states=getattr(out, "hidden_states", None),
+                attentions=getattr(out, "attentions", None),
+            )
+        return out
+
+    def _scales(self):
+        limit = self.config.logit_scale_max
+        return self.logit_scale_a.exp().clamp(max=limit), self.logit_scale_t.exp().clamp(max=limit)
+
+    # ------------------------------------------------------------------ public API
+    @can_return_tuple
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        r"""Text embeddings, as transformers v5's `ClapModel.get_text_features`.
+
+        Returns:
+            `BaseModelOutputWithPooling`: the text tower's output whose `pooler_output` is replaced by the
+            **projected and L2-normalised** text embedding, shape `(batch_size, projection_dim)`;
+            `last_hidden_state` is the tower's token states.
+        """
+        out = self._text_tower(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        out.pooler_output = F.normalize(self.text_projection(out.pooler_output), dim=-1)
+        return out
+
+    @can_return_tuple
+    def get_audio_features(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        is_longer: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        r"""Audio embeddings, as transformers v5's `ClapModel.get_audio_features`.
+
+        Args:
+            input_features: HTSAT: CLAP log-mels `(batch, 1, frames, 64)` from [`ClapTeminalFeatureExtractor`];
+                BEATs: fbank features from `BeatsFeatureExtractor`.
+            attention_mask: BEATs only (True/1 = real frame or sample); HTSAT uses repeat-padding and ignores it.
+            is_longer: HTSAT fusion models only (as in `ClapModel`).
+
+        Returns:
+            `BaseModelOutputWithPooling`: the audio tower's output whose `pooler_output` is replaced by the
+            **projected and L2-normalised** audio embedding, shape `(batch_size, projection_dim)`.
+        """
+        out = self._audio_tower(input_features, attention_mask=attention_mask, is_longer=is_longer, **kwargs)
+        out.pooler_output = F.normalize(self.audio_projection(out.pooler_output), dim=-1)
+        return out
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        input_features: torch.FloatTensor | None = None,
+        is_longer: torch.BoolTensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        return_loss: bool | None = None,
+        **kwargs,
+    ) -> ClapTeminalOutput:
+        r"""Both towers and the audio-text logits, like `ClapModel.forward`.
+
+        Args:
+            input_ids, attention_mask: tokenised captions (`attention_mask` is the *text* mask).
+            input_features, is_longer: audio features from the processor.
+            audio_attention_mask: the audio mask (BEATs tower), kept apart from the text mask.
+            return_loss: also return the symmetric contrastive loss (needs one caption per clip).
+
+        Returns:
+            [`ClapTeminalOutput`] with `logits_per_audio = exp(logit_scale_a) * audio_embeds @ text_embeds.T` and
+            `logits_per_text = exp(logit_scale_t) * text_embeds @ audio_embeds.T` (embeddings L2-normalised).
+        """
+        audio_out = self.get_audio_features(
+            input_features, attention_mask=audio_attention_mask, is_longer=is_longer, **kwargs
+        )
+        text_out = self.get_text_features(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        audio_embeds = audio_out.pooler_output
+        text_embeds = text_out.pooler_output
+        scale_a, scale_t = self._scales()
+        logits_per_audio = scale_a * audio_embeds @ text_embeds.t()
+        logits_per_text = scale_t * text_embeds @ audio_embeds.t()
+        loss = contrastive_loss(logits_per_audio, logits_per_text) if return_loss else None
+        return ClapTeminalOutput(
+            loss=loss,
+            logits_per_audio=logits_per_audio,
+            logits_per_text=logits_per_text,
+            text_embeds=text_embeds,
+            audio_embeds=audio_embeds,
+            text_model_output=text_out,
+            audio_model_output=audio_out,
+        )
+
+    # ------------------------------------------------------------------ conversion and remote code
+    @classmethod
+    def from_clap(cls, src, **kwargs) -> "ClapTeminalModel":
+        """Initialise from a transformers `ClapModel` folder (the layout of `laion/clap-htsat-unfused`).
+
+        Every weight is copied; a missing or unknown key raises `ValueError` naming the keys.
+        """
+        from transformers import ClapConfig, ClapModel
+
+        if not os.path.isdir(src):
+            raise FileNotFoundError(f"ClapModel folder not found: {src}")
+        if not os.path.isfile(os.path.join(src, "config.json")):
+            raise FileNotFoundError(f"no config.json in the ClapModel folder {src}")
+        clap_config = ClapConfig.from_pretrained(src)
+        if clap_config.model_type != "clap":
+            raise ValueError(f"{src} holds a {clap_config.model_type!r} model, not a transformers ClapModel ('clap')")
+        config = ClapTeminalConfig(
+            audio_tower="htsat",
+            audio_config=clap_config.audio_config.to_dict(),
+            text_config=clap_config.text_config.to_dict(),
+            projection_dim=clap_config.projection_dim,
+            projection_hidden_act=clap_config.projection_hidden_act,
+            logit_scale_init_value=clap_config.logit_scale_init_value,
+            **kwargs,
+        )
+        source, info = ClapModel.from_pretrained(src, output_loading_info=True)
+        problems = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+        if problems:
+            raise ValueError(f"the ClapModel checkpoint in {src} does not match its config: {problems}")
+        model = cls(config)
+        result = model.load_state_dict(source.state_dict(), strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(
+                f"cannot map the ClapModel weights of {src}: missing {sorted(result.missing_keys)}, "
+                f"unknown {sorted(result.unexpected_keys)}"
+            )
+        model.eval()
+        return model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, then (BEATs tower) the BEATs files are staged for remote code."""
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        if self.config.audio_tower == "beats":
+            stage_remote_code(save_directory)
+        return out
+
+
+def stage_remote_code(folder, *, audio_tower: str | None = None) -> list:
+    """Make `folder` a complete remote-code folder for CLAP-TeminAL and return the files written.
+
+    Copies this folder's model files (configuration, modeling, feature extraction, processing, beats_tower) and, for a
+    BEATs tower (read from `folder/config.json` unless given), BEATs' own files, replacing `beats_tower.py` by a
+    version with plain relative imports that transformers' remote-code loader follows.
+    """
+    import json
+
+    os.makedirs(folder, exist_ok=True)
+    here = os.path.dirname(os.path.abspath(__file__))
+    written = []
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py") and not name.startswith("__"):
+            shutil.copyfile(os.path.join(here, name), os.path.join(folder, name))
+            written.append(os.path.join(folder, name))
+    if audio_tower is None:
+        config_path = os.path.join(folder, "config.json")
+        audio_tower = "htsat"
+        if os.path.isfile(config_path):
+            with open(config_path, encoding="utf-8") as fh:
+                audio_tower = json.load(fh).get("audio_tower", "htsat")
+    if audio_tower == "beats":
+        for path in beats_source_files():
+            dest = os.path.join(folder, os.path.basename(path))
+            shutil.copyfile(path, dest)
+            written.append(dest)
+        with open(os.path.join(folder, "beats_tower.py"), "w", encoding="utf-8") as fh:
+            fh.write(STAGED_SOURCE)
+    return written
+
+
+ClapTeminalModel.register_for_auto_class("AutoModel")
+
+__all__ = ["ClapTeminalModel", "ClapTeminalOutput", "ClapTeminalPreTrainedModel", "stage_remote_code"]

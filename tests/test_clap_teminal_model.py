@@ -1,0 +1,141 @@
+"""CLAP-TeminAL model: shapes, normalised embeddings, logits = scale * cosine, symmetric InfoNCE, and equality with
+transformers' own ClapModel carrying the same weights (the independent reference)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hf_alm.modeling.clap_teminal import ClapTeminalConfig, ClapTeminalModel, ClapTeminalOutput
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    config = ClapTeminalConfig.from_preset("tiny")
+    return ClapTeminalModel(config).eval()
+
+
+def _inputs(config, batch=3, seq=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    frames = 51
+    feats = torch.randn(batch, 1, frames, config.audio_config.num_mel_bins, generator=g) * 10 - 40
+    ids = torch.randint(5, config.text_config.vocab_size, (batch, seq), generator=g)
+    ids[:, 0], ids[:, -1] = 0, 2
+    mask = torch.ones_like(ids)
+    ids[0, -2:] = 1  # padding in the first caption
+    mask[0, -2:] = 0
+    return ids, mask, feats
+
+
+def test_config_defaults_and_presets():
+    config = ClapTeminalConfig()
+    assert config.model_type == "hf_alm_clap_teminal"
+    assert config.audio_tower == "htsat"
+    assert math.isclose(config.logit_scale_init, math.log(1 / 0.07))
+    laion = ClapTeminalConfig.from_preset("laion-htsat-unfused")
+    assert laion.audio_config.hidden_size == 768 and laion.text_config.hidden_size == 768
+    assert laion.projection_dim == 512 and laion.audio_config.spec_size == 256
+    small = ClapTeminalConfig.from_preset("small", text_config={"vocab_size": 777})
+    assert small.text_config.vocab_size == 777 and small.text_config.num_hidden_layers == 2
+    with pytest.raises(ValueError, match="unknown CLAP-TeminAL preset 'huge'"):
+        ClapTeminalConfig.from_preset("huge")
+    with pytest.raises(ValueError, match="audio_tower must be one of"):
+        ClapTeminalConfig(audio_tower="whisper")
+    with pytest.raises(ValueError, match="hidden_size must equal"):
+        ClapTeminalConfig(audio_config={"patch_embeds_hidden_size": 16, "depths": [1, 1], "hidden_size": 64,
+                                        "num_attention_heads": [2, 2]})
+
+
+def test_logit_scale_starts_at_log_inverse_temperature(tiny):
+    assert torch.allclose(tiny.logit_scale_a, torch.tensor(math.log(1 / 0.07)))
+    assert torch.allclose(tiny.logit_scale_t, torch.tensor(math.log(1 / 0.07)))
+
+
+def test_forward_shapes_norms_logits_and_loss(tiny):
+    ids, mask, feats = _inputs(tiny.config)
+    with torch.no_grad():
+        out = tiny(input_ids=ids, attention_mask=mask, input_features=feats, return_loss=True)
+    assert isinstance(out, ClapTeminalOutput)
+    dim = tiny.config.projection_dim
+    assert out.audio_embeds.shape == (3, dim) and out.text_embeds.shape == (3, dim)
+    assert torch.allclose(out.audio_embeds.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(out.text_embeds.norm(dim=-1), torch.ones(3), atol=1e-5)
+    # logits = exp(logit_scale) * cosine similarity
+    cos = F.cosine_similarity(out.audio_embeds[:, None], out.text_embeds[None], dim=-1)
+    assert torch.allclose(out.logits_per_audio, tiny.logit_scale_a.exp() * cos, atol=1e-5)
+    assert torch.allclose(out.logits_per_text, tiny.logit_scale_t.exp() * cos.t(), atol=1e-5)
+    # symmetric cross-entropy with diagonal targets, written out by hand
+    la = out.logits_per_audio
+    lt = out.logits_per_text
+    ce_a = -torch.stack([la[i].log_softmax(-1)[i] for i in range(3)]).mean()
+    ce_t = -torch.stack([lt[i].log_softmax(-1)[i] for i in range(3)]).mean()
+    assert torch.allclose(out.loss, (ce_a + ce_t) / 2, atol=1e-6)
+    # no loss unless asked; tuple output like ClapModel
+    assert tiny(input_ids=ids, attention_mask=mask, input_features=feats).loss is None
+    as_tuple = tiny(input_ids=ids, attention_mask=mask, input_features=feats, return_dict=False)
+    assert isinstance(as_tuple, tuple) and torch.allclose(as_tuple[0], out.logits_per_audio)
+
+
+def test_get_features_match_forward_and_are_normalised(tiny):
+    ids, mask, feats = _inputs(tiny.config)
+    with torch.no_grad():
+        out = tiny(input_ids=ids, attention_mask=mask, input_features=feats)
+        audio = tiny.get_audio_features(input_features=feats)
+        text = tiny.get_text_features(input_ids=ids, attention_mask=mask)
+    assert type(audio).__name__ == "BaseModelOutputWithPooling" and type(text).__name__ == "BaseModelOutputWithPooling"
+    assert torch.allclose(audio.pooler_output, out.audio_embeds, atol=1e-6)
+    assert torch.allclose(text.pooler_output, out.text_embeds, atol=1e-6)
+    assert torch.allclose(text.pooler_output.norm(dim=-1), torch.ones(3), atol=1e-5)
+    # a 3-D (batch, frames, mels) input is accepted as one channel
+    with torch.no_grad():
+        audio3 = tiny.get_audio_features(input_features=feats[:, 0])
+    assert torch.allclose(audio3.pooler_output, audio.pooler_output, atol=1e-6)
+
+
+def test_matches_transformers_clap_model_with_same_weights(tiny):
+    """Independent reference: transformers' ClapModel built from the same sub-configs and loaded with our weights."""
+    from transformers import ClapConfig, ClapModel
+
+    cfg = tiny.config
+    ref_config = ClapConfig(
+        text_config=cfg.text_config.to_dict(), audio_config=cfg.audio_config.to_dict(),
+        projection_dim=cfg.projection_dim, projection_hidden_act=cfg.projection_hidden_act,
+        logit_scale_init_value=cfg.logit_scale_init_value,
+    )
+    ref = ClapModel(ref_config).eval()
+    missing, unexpected = ref.load_state_dict(tiny.state_dict(), strict=True)
+    assert not missing and not unexpected
+    ids, mask, feats = _inputs(cfg, seed=1)
+    with torch.no_grad():
+        ours = tiny(input_ids=ids, attention_mask=mask, input_features=feats)
+        theirs = ref(input_ids=ids, attention_mask=mask, input_features=feats)
+        ours_audio = tiny.get_audio_features(input_features=feats).pooler_output
+        theirs_audio = ref.get_audio_features(input_features=feats).pooler_output
+        ours_text = tiny.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
+        theirs_text = ref.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
+    assert torch.allclose(ours.logits_per_audio, theirs.logits_per_audio, atol=1e-5)
+    assert torch.allclose(ours.logits_per_text, theirs.logits_per_text, atol=1e-5)
+    assert torch.allclose(ours_audio, theirs_audio, atol=1e-6)
+    assert torch.allclose(ours_text, theirs_text, atol=1e-6)
+
+
+def test_backward_reaches_both_towers_and_scales(tiny):
+    model = ClapTeminalModel(tiny.config).train()
+    ids, mask, feats = _inputs(model.config)
+    out = model(input_ids=ids, attention_mask=mask, input_features=feats, return_loss=True)
+    out.loss.backward()
+    assert model.logit_scale_a.grad is not None and model.logit_scale_t.grad is not None
+    assert model.audio_model.audio_encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert model.text_model.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_clear_errors(tiny):
+    ids, mask, feats = _inputs(tiny.config)
+    with pytest.raises(ValueError, match="one caption per clip"):
+        tiny(input_ids=ids[:2], attention_mask=mask[:2], input_features=feats, return_loss=True)
+    with pytest.raises(ValueError, match="mel bins but the audio tower expects 16"):
+        tiny.get_audio_features(input_features=torch.zeros(1, 1, 51, 64))
+    with pytest.raises(ValueError, match="input_features is required"):
+        tiny.get_audio_features(input_features=None)
