@@ -98,7 +98,7 @@ class OracleModel(torch.nn.Module):
                 out.append(torch.cat([v, v]))
                 continue
             m = re.fullmatch(r"(.+) (before|after|then|while) (.+)", t)
-            a, word, b = self._onehot(m.group(1)), m.group(2), self._onehot(m.group(3))
+            a, word, b = self._onehot(m.group(1).rstrip(",")), m.group(2), self._onehot(m.group(3))
             if word == "after":
                 a, b = b, a
             if word == "while":
@@ -175,7 +175,7 @@ def _tiny_transformers_clap():
     from transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig,
                               PreTrainedTokenizerFast)
 
-    words = ["<pad>", "<s>", "</s>", "<unk>", "this", "is", "a", "sound", "of", ".", "before", "after", "then",
+    words = ["<pad>", "<s>", "</s>", "<unk>", "this", "is", "a", "sound", "of", ".", ",", "before", "after", "then",
              "while"] + sorted({w for n in NAMES for w in n.split("_")})
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -257,3 +257,27 @@ def test_evaluate_module_loads_offline_and_matches():
     assert out["recall@2"] == pytest.approx(1.0)  # last item: the answer ranks second; ties fit in the top 2
     with pytest.raises(ValueError, match="reference index 5 is out of range for 2"):
         metric.compute(predictions=[[0.1, 0.2]], references=[5])
+
+
+@pytest.mark.parametrize("subtype,channels", [("PCM_16", 1), ("PCM_24", 2), ("PCM_32", 1), ("FLOAT", 1),
+                                              ("DOUBLE", 2), ("PCM_U8", 1)])
+def test_fast_wav_path_matches_soundfile(tmp_path, subtype, channels):
+    import io
+
+    import soundfile
+
+    from hf_alm.evaluation.retrieval import load_clip
+
+    rng = np.random.default_rng(0)
+    x = (0.8 * rng.uniform(-1, 1, size=(1234, channels))).astype(np.float64)
+    buf = io.BytesIO()
+    soundfile.write(buf, x, 8000, subtype=subtype, format="WAV")
+    data = buf.getvalue()
+    ref, sr = soundfile.read(io.BytesIO(data), dtype="float64", always_2d=True)
+    got = load_clip({"bytes": data, "path": None}, 8000)
+    np.testing.assert_allclose(got.numpy(), ref.mean(axis=1), atol=1e-6)
+    # a different target rate goes through the project's resampler, same as load_audio on the file
+    from hf_alm.data.audio import load_audio
+
+    np.testing.assert_allclose(load_clip({"bytes": data, "path": None}, 16000).numpy(),
+                               load_audio({"bytes": data, "path": None}, 16000).numpy(), atol=1e-5)

@@ -7,7 +7,7 @@ tasks are not public; this module implements a documented, deterministic **ZSTE-
 
 ``order``
     Sequence clips (event A, then event B). For each order template (``"{a} before {b}"``, ``"{b} after {a}"``,
-    ``"{a} then {b}"``) the model chooses between the caption of the true order and the swapped one. Chance 50 %.
+    ``"{a}, then {b}"``) the model chooses between the caption of the true order and the swapped one. Chance 50 %.
 ``relation``
     Sequence and overlap clips. Naming the events in both orders, the model picks the relation word among
     ``before`` / ``after`` / ``while`` (``"A before B"``, ``"A after B"``, ``"A while B"``). Chance 33 %.
@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .retrieval import embed_audio, embed_texts, multiple_choice_accuracy, retrieval_metrics
+from .retrieval import embed_audio, embed_texts, load_clip, multiple_choice_accuracy, retrieval_metrics
 
 __all__ = [
     "ZsteTemplates",
@@ -69,8 +69,12 @@ SEQUENCE, OVERLAP = "sequence", "overlap"
 
 
 def default_phrase(name: str) -> str:
-    """Event name -> words in a caption (``"dog_bark"`` -> ``"dog bark"``)."""
-    return str(name).replace("_", " ").strip()
+    """Event name -> words in a caption: ``hf_alm.data.compositions.noun_phrase`` (the phrase the composed training
+    captions use: a synthetic class's noun, "a rising chirp"; any other label lower-cased, ``"Dog_bark"`` ->
+    ``"dog bark"``)."""
+    from hf_alm.data.compositions import noun_phrase
+
+    return noun_phrase(str(name))
 
 
 @dataclass
@@ -89,7 +93,7 @@ class ZsteTemplates:
         "while": "{a} while {b}",
     })
     order: tuple = ("before", "after", "then")
-    then: str = "{a} then {b}"
+    then: str = "{a}, then {b}"
     zero_shot: str = "This is a sound of {label}."
     phrase: Callable[[str], str] = default_phrase
 
@@ -120,6 +124,13 @@ class _Item:
 def _rows(data) -> list[dict]:
     if data is None:
         return []
+    try:
+        import datasets
+
+        if isinstance(data, datasets.Dataset) and isinstance(data.features.get("audio"), datasets.Audio):
+            data = data.cast_column("audio", datasets.Audio(decode=False))  # decoded by load_clip (fast for WAV)
+    except ImportError:  # pragma: no cover
+        pass
     if isinstance(data, Mapping) and "audio" in data and not isinstance(data.get("audio"), Mapping):
         # a dict of columns
         keys = list(data.keys())
@@ -207,9 +218,7 @@ def build_zste_items(compositions: Sequence[dict], *, templates: ZsteTemplates |
 
 
 def _load_clips(rows: Sequence[dict], sampling_rate: int) -> list[torch.Tensor]:
-    from hf_alm.data.audio import load_audio
-
-    return [load_audio(r["audio"], sampling_rate) for r in rows]
+    return [load_clip(r["audio"], sampling_rate) for r in rows]
 
 
 def _score_items(items: Sequence[_Item], audio_emb: torch.Tensor, text_index: dict, text_emb: torch.Tensor):
