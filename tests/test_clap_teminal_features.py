@@ -1,0 +1,145 @@
+"""CLAP-TeminAL features: equal to transformers' ClapFeatureExtractor (the reference) in its deterministic mode,
+batch-invariant, deterministic without a generator and reproducible with a seeded one; clear errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from hf_alm.modeling.clap_teminal import ClapTeminalFeatureExtractor
+
+SR = 48_000
+
+
+def _clips():
+    rng = np.random.default_rng(0)
+    t = np.arange(int(2.5 * SR)) / SR
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t) * np.exp(-t)).astype(np.float32)
+    tone[40_000:70_000] = 0.0  # silence next to a loud tone: the hard case for float precision
+    chirp = (0.3 * np.sin(2 * np.pi * (200 + 3000 * t[: SR]) * t[: SR])).astype(np.float32)
+    return [
+        (0.1 * rng.standard_normal(SR * 3)).astype(np.float32),   # 3 s noise, shorter than max length (repeatpad)
+        tone,
+        chirp,
+        (0.01 * rng.standard_normal(777)).astype(np.float32),     # very short clip, many repeats
+        (0.2 * rng.standard_normal(SR * 10)).astype(np.float32),  # exactly max length
+    ]
+
+
+@pytest.mark.parametrize("padding", ["repeatpad", "repeat", "pad"])
+def test_matches_transformers_clap_feature_extractor(padding):
+    from transformers import ClapFeatureExtractor
+
+    clips = _clips()
+    reference = ClapFeatureExtractor(frequency_min=50, frequency_max=14000, truncation="rand_trunc", padding=padding)
+    ours = ClapTeminalFeatureExtractor(padding=padding)
+    expected = reference(clips, sampling_rate=SR, return_tensors="pt")
+    got = ours(clips, sampling_rate=SR, return_tensors="pt")
+    assert got["input_features"].shape == expected["input_features"].shape == (5, 1, 1001, 64)
+    assert got["input_features"].dtype == torch.float32
+    diff = (got["input_features"] - expected["input_features"].float()).abs().max().item()
+    assert diff <= 1e-4, f"max abs difference {diff} dB"
+    assert got["is_longer"].tolist() == expected["is_longer"].tolist() == [[False]] * 5
+
+
+def test_float32_mode_is_what_the_float64_default_protects_against():
+    """The hard clip (silence beside a loud tone) drifts in float32; the float64 default stays within 1e-4."""
+    from transformers import ClapFeatureExtractor
+
+    tone = _clips()[1]
+    reference = ClapFeatureExtractor(frequency_min=50, truncation="rand_trunc")([tone], sampling_rate=SR)
+    ref = torch.as_tensor(np.asarray(reference["input_features"])).float()
+    fast = ClapTeminalFeatureExtractor(compute_dtype="float32")([tone], sampling_rate=SR, return_tensors="pt")
+    exact = ClapTeminalFeatureExtractor()([tone], sampling_rate=SR, return_tensors="pt")
+    assert (exact["input_features"] - ref).abs().max() <= 1e-4
+    assert (fast["input_features"] - ref).abs().max() > 1e-4
+
+
+def test_batched_equals_one_by_one_and_input_types():
+    fe = ClapTeminalFeatureExtractor.from_preset("small")
+    clips = _clips()[:3]
+    batch = fe(clips, sampling_rate=SR, return_tensors="pt")["input_features"]
+    for i, clip in enumerate(clips):
+        single = fe(clip, sampling_rate=SR, return_tensors="pt")["input_features"]
+        as_tensor = fe(torch.from_numpy(clip), sampling_rate=SR, return_tensors="pt")["input_features"]
+        as_list = fe(clip.tolist(), sampling_rate=SR, return_tensors="pt")["input_features"]
+        assert single.shape == (1, 1, fe.num_frames, 64)
+        assert torch.equal(single[0], batch[i])
+        assert torch.allclose(as_tensor, single) and torch.allclose(as_list, single, atol=1e-5)
+    # float64 input gives float32 features; numpy by default
+    out = fe([clips[0].astype(np.float64)], sampling_rate=SR)
+    assert isinstance(out["input_features"], np.ndarray) and out["input_features"].dtype == np.float32
+
+
+def test_long_clips_deterministic_without_generator_and_seeded_with_one():
+    fe = ClapTeminalFeatureExtractor.from_preset("small")  # 2 s
+    rng = np.random.default_rng(1)
+    long_clip = (0.1 * rng.standard_normal(SR * 5)).astype(np.float32)
+    a = fe([long_clip], sampling_rate=SR, return_tensors="pt")
+    b = fe([long_clip, long_clip[: SR]], sampling_rate=SR, return_tensors="pt")
+    assert torch.equal(a["input_features"][0], b["input_features"][0])
+    assert a["is_longer"].tolist() == [[True]] and b["is_longer"].tolist() == [[True], [False]]
+    # the deterministic crop is the centre: same as featurising the centre 2 s directly
+    offset = (len(long_clip) - 2 * SR) // 2
+    centre = fe([long_clip[offset: offset + 2 * SR]], sampling_rate=SR, return_tensors="pt")
+    assert torch.equal(a["input_features"], centre["input_features"])
+    # global random state plays no part
+    np.random.seed(123)
+    torch.manual_seed(123)
+    assert torch.equal(fe([long_clip], sampling_rate=SR, return_tensors="pt")["input_features"], a["input_features"])
+    # training crops: reproducible with the same seed, different crops across draws
+    g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    r1 = fe([long_clip] * 4, sampling_rate=SR, return_tensors="pt", generator=g1)["input_features"]
+    r2 = fe([long_clip] * 4, sampling_rate=SR, return_tensors="pt", generator=g2)["input_features"]
+    assert torch.equal(r1, r2)
+    assert not all(torch.equal(r1[0], r1[i]) for i in range(1, 4))
+
+
+def test_fusion_mode_short_clips_match_transformers():
+    """Fusion: short clips are four copies of the HTK-filter mel, as in ClapFeatureExtractor."""
+    from transformers import ClapFeatureExtractor
+
+    clips = _clips()[:2]
+    reference = ClapFeatureExtractor(frequency_min=50, truncation="fusion")(clips, sampling_rate=SR,
+                                                                              return_tensors="pt")
+    ours = ClapTeminalFeatureExtractor(truncation="fusion")(clips, sampling_rate=SR, return_tensors="pt")
+    assert ours["input_features"].shape == reference["input_features"].shape == (2, 4, 1001, 64)
+    assert (ours["input_features"] - reference["input_features"].float()).abs().max() <= 1e-4
+    # transformers marks a random short clip as "longer" when none is; we do not (deterministic)
+    assert ours["is_longer"].tolist() == [[False], [False]]
+
+
+def test_attention_mask_marks_real_frames_for_zero_padding():
+    fe = ClapTeminalFeatureExtractor.from_preset("small", padding="pad")
+    out = fe([np.ones(SR, dtype=np.float32) * 0.1], sampling_rate=SR, return_attention_mask=True,
+             return_tensors="pt")
+    mask = out["attention_mask"][0]
+    assert mask.shape == (fe.num_frames,)
+    assert mask[: SR // 480].all() and not mask[SR // 480:].any()
+
+
+def test_errors_name_the_problem_and_value():
+    fe = ClapTeminalFeatureExtractor()
+    with pytest.raises(ValueError, match="48000 Hz, got sampling_rate=16000"):
+        fe(np.zeros(16000, dtype=np.float32), sampling_rate=16000)
+    with pytest.raises(ValueError, match=r"mono.*shape \(2, 2, 10\)"):
+        fe(np.zeros((2, 2, 10), dtype=np.float32), sampling_rate=SR)
+    with pytest.raises(ValueError, match="clip 1 is empty"):
+        fe([np.zeros(100), np.zeros(0)], sampling_rate=SR)
+    with pytest.raises(ValueError, match="truncation must be one of"):
+        ClapTeminalFeatureExtractor(truncation="random")
+    with pytest.raises(ValueError, match="unknown CLAP-TeminAL preset"):
+        ClapTeminalFeatureExtractor.from_preset("medium")
+
+
+def test_save_and_load_round_trip(tmp_path):
+    from transformers import AutoFeatureExtractor
+
+    import hf_alm  # noqa: F401  (registers the Auto classes)
+
+    fe = ClapTeminalFeatureExtractor.from_preset("tiny", top_db=80)
+    fe.save_pretrained(tmp_path)
+    loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
+    assert type(loaded) is ClapTeminalFeatureExtractor
+    assert loaded.to_dict() == fe.to_dict()
+    clip = _clips()[0]
+    assert np.array_equal(loaded([clip], sampling_rate=SR)["input_features"], fe([clip], sampling_rate=SR)["input_features"])
