@@ -683,15 +683,16 @@ class BeatsRandomProjectionTokenizer(BeatsPreTrainedModel):
     Each 16 x 16 fbank patch (time-major order, like the encoder) is standardised, projected with a fixed random
     matrix ``W`` ``(256, quant_dim)`` and assigned to its nearest row of a fixed random codebook ``(quant_n,
     quant_dim)``: ``label = argmin_i ||v_i - l2norm(W x)||^2`` with unit-norm rows ``v_i``. ``W`` and the codebook are
-    drawn from ``config.random_projection_seed`` and stored as buffers, so a saved tokenizer reloads identically.
+    drawn from ``config.random_projection_seed`` and saved with the model (frozen), so a saved tokenizer reloads identically.
     Nothing is trained.
     """
 
     def __init__(self, config: BeatsConfig):
         super().__init__(config)
         patch_dim = config.input_patch_size**2
-        self.register_buffer("projection", torch.empty(patch_dim, config.quant_dim))
-        self.register_buffer("codebook", torch.empty(config.quant_n, config.quant_dim))
+        # frozen parameters (not buffers) so that the usual PreTrainedModel machinery (dtype, device) applies
+        self.projection = nn.Parameter(torch.empty(patch_dim, config.quant_dim), requires_grad=False)
+        self.codebook = nn.Parameter(torch.empty(config.quant_n, config.quant_dim), requires_grad=False)
         self.reset_projection()
         self.post_init()
 
@@ -702,8 +703,8 @@ class BeatsRandomProjectionTokenizer(BeatsPreTrainedModel):
         projection = torch.randn(patch_dim, self.config.quant_dim, generator=generator) * math.sqrt(
             2.0 / (patch_dim + self.config.quant_dim))
         codebook = F.normalize(torch.randn(self.config.quant_n, self.config.quant_dim, generator=generator), dim=-1)
-        self.projection.copy_(projection)
-        self.codebook.copy_(codebook)
+        init.copy_(self.projection, projection)
+        init.copy_(self.codebook, codebook)
 
     def patches(self, input_values: torch.Tensor) -> torch.Tensor:
         """``(B, T, F)`` fbank -> ``(B, N, size * size)`` flattened patches in the encoder's time-major order."""
