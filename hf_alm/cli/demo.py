@@ -1,0 +1,79 @@
+"""``hf-alm demo``: launch the Gradio demo (the Space in ``spaces/hf-alm-demo/app.py``) locally."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+APP_ENV = "HF_ALM_DEMO_APP"
+
+
+def find_app() -> Path:
+    """The Space's ``app.py``: ``$HF_ALM_DEMO_APP``, else ``spaces/hf-alm-demo/app.py`` of this checkout."""
+    import hf_alm
+
+    candidates = [Path(os.environ[APP_ENV])] if os.environ.get(APP_ENV) else []
+    candidates.append(Path(hf_alm.__file__).resolve().parents[1] / "spaces" / "hf-alm-demo" / "app.py")
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        "the demo app (spaces/hf-alm-demo/app.py) is not part of this installation; run hf-alm from a clone of the "
+        f"repository or set {APP_ENV} to the path of app.py (looked in: {', '.join(map(str, candidates))})")
+
+
+def load_app(path: Path | None = None):
+    """Import the Space's ``app.py`` as a module (it launches nothing on import)."""
+    path = path or find_app()
+    name = "hf_alm_space_app"
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="launch the Gradio demo (zero-shot, what came first?, tagging, search) in the browser",
+        description="Launch the hf-alm Gradio demo locally: zero-shot classification and 'what came first?' with "
+        "CLAP-TeminAL, audio tagging with a BEATs classifier, and text-to-audio search over synthetic example clips. "
+        "Without --clap / --beats the app uses tiny random models (and says so on the page).",
+    )
+    parser.add_argument("--clap", default=os.environ.get("HF_ALM_CLAP"),
+                        help="CLAP-TeminAL model: a folder written by recipes/teminal.py or a Hub id "
+                        "(default: $HF_ALM_CLAP, else a tiny random model)")
+    parser.add_argument("--beats", default=os.environ.get("HF_ALM_BEATS"),
+                        help="audio classifier for tagging (a BEATs folder from recipes/beats.py, or any hf-alm "
+                        "audio-classification folder / Hub id; default: $HF_ALM_BEATS, else a tiny random BEATs)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 to expose it)")
+    parser.add_argument("--max_seconds", type=float, default=30.0,
+                        help="longest clip the app accepts, in seconds (default: 30)")
+    parser.add_argument("--cache_dir", default=None,
+                        help="folder for the synthesised example clips (default: $HF_ALM_DEMO_CACHE or "
+                        "~/.cache/hf-alm/demo)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    if args.max_seconds <= 0:
+        raise ValueError(f"--max_seconds must be positive, got {args.max_seconds}")
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    app = load_app()
+    demo = app.build_demo(clap=args.clap, beats=args.beats, cache_dir=args.cache_dir, max_seconds=args.max_seconds)
+    demo.launch(server_name=args.host, server_port=args.port, ssr_mode=False)
+    return 0
