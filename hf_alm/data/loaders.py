@@ -492,7 +492,14 @@ def _normalise(
     if not isinstance(current, datasets.Audio) or (
         sampling_rate is not None and current.sampling_rate != wanted.sampling_rate
     ):
-        ds = ds.cast_column("audio", wanted)
+        if isinstance(current, datasets.Value) and current.dtype in ("string", "large_string") and iterable:
+            # a stream casts lazily, straight from the source type: give it the {"path", "bytes"} struct instead
+            ds = _imap(ds, lambda p: {"audio": {"path": p, "bytes": None}}, "audio", {"audio": wanted})
+        else:
+            if isinstance(current, datasets.Value) and current.dtype == "large_string":
+                # a path column read from CSV/JSON is large_string, which Audio.cast_storage cannot cast (datasets 5.2)
+                ds = ds.cast_column("audio", datasets.Value("string"))
+            ds = ds.cast_column("audio", wanted)
     columns = list(ds.features)
 
     # label
