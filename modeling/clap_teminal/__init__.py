@@ -6,8 +6,9 @@ found through `beats_tower.py`; `stage_remote_code` writes a complete folder).
 
 from .configuration_clap_teminal import AUDIO_TOWERS, PRESETS, ClapTeminalConfig
 from .feature_extraction_clap_teminal import ClapTeminalFeatureExtractor
-from .modeling_clap_teminal import ClapTeminalModel, ClapTeminalOutput, ClapTeminalPreTrainedModel, stage_remote_code
+from .modeling_clap_teminal import ClapTeminalModel, ClapTeminalOutput, ClapTeminalPreTrainedModel
 from .processing_clap_teminal import ClapTeminalProcessor
+from .remote_code import stage_remote_code
 
 __all__ = [
     "AUDIO_TOWERS",

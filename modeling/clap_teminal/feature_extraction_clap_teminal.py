@@ -27,7 +27,9 @@ CROP_POSITIONS = ("center", "start", "end")
 COMPUTE_DTYPES = ("float32", "float64")
 
 # feature-extractor settings of each model preset
-PRESET_FEATURES = {name: preset["feature_extractor"] for name, preset in PRESETS.items()}
+PRESET_FEATURES = {
+    name: preset["feature_extractor"] for name, preset in PRESETS.items() if "type" not in preset["feature_extractor"]
+}
 
 
 class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
@@ -105,6 +107,9 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "ClapTeminalFeatureExtractor":
         """The feature extractor that matches `ClapTeminalConfig.from_preset(name)`."""
+        if name in PRESETS and name not in PRESET_FEATURES:
+            raise ValueError(f"preset {name!r} has a BEATs audio tower: use ClapTeminalProcessor.from_preset({name!r}, "
+                             "tokenizer), which builds its BeatsFeatureExtractor")
         if name not in PRESET_FEATURES:
             raise ValueError(f"unknown CLAP-TeminAL preset {name!r}; available: {', '.join(PRESET_FEATURES)}")
         return cls(**{**PRESET_FEATURES[name], **kwargs})

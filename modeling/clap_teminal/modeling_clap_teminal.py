@@ -7,7 +7,6 @@ The towers are transformers' own public CLAP classes (`ClapAudioModel` = HTSAT, 
 """
 
 import os
-import shutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,9 @@ from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput, can_return_tuple
 
-from .beats_tower import STAGED_SOURCE, beats_model_class, beats_source_files
+from .beats_tower import beats_model_class
 from .configuration_clap_teminal import ClapTeminalConfig
+from .remote_code import stage_remote_code
 
 
 @dataclass
@@ -148,16 +148,14 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
                 )
             out = self.audio_model(input_features=input_features, is_longer=is_longer, **kwargs)
             return out
-        out = self.audio_model(input_features, attention_mask=attention_mask, **kwargs)
+        if input_features.dim() == 4 and input_features.shape[1] == 1:
+            input_features = input_features[:, 0]
+        out = self.audio_model(input_features, attention_mask=attention_mask, return_dict=True, **kwargs)
         hidden = out.last_hidden_state
-        frame_mask = getattr(out, "padding_mask", None)
-        if frame_mask is None and attention_mask is not None and attention_mask.shape[-1] == hidden.shape[1]:
-            frame_mask = attention_mask
-        if getattr(out, "pooler_output", None) is not None and frame_mask is None:
-            pooled = out.pooler_output
-        elif frame_mask is not None:
-            weights = frame_mask.to(hidden.dtype).unsqueeze(-1)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        padding = getattr(out, "padding_mask", None) if attention_mask is not None else None
+        if padding is not None and bool(padding.any()):
+            valid = (~padding).to(hidden.dtype).unsqueeze(-1)
+            pooled = (hidden * valid).sum(1) / valid.sum(1).clamp(min=1.0)
         else:
             pooled = hidden.mean(1)
         return BaseModelOutputWithPooling(
@@ -209,7 +207,7 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
     @can_return_tuple
     def get_audio_features(
         self,
-        input_features: torch.Tensor,
+        input_features: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         is_longer: torch.Tensor | None = None,
         **kwargs,
@@ -226,6 +224,8 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
             `BaseModelOutputWithPooling`: the audio tower's output whose `pooler_output` is replaced by the
             **projected and L2-normalised** audio embedding, shape `(batch_size, projection_dim)`.
         """
+        if input_features is None and "input_values" in kwargs:  # the BEATs feature extractor's name
+            input_features = kwargs.pop("input_values")
         out = self._audio_tower(input_features, attention_mask=attention_mask, is_longer=is_longer, **kwargs)
         out.pooler_output = F.normalize(self.audio_projection(out.pooler_output), dim=-1)
         return out
@@ -254,6 +254,8 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
             [`ClapTeminalOutput`] with `logits_per_audio = exp(logit_scale_a) * audio_embeds @ text_embeds.T` and
             `logits_per_text = exp(logit_scale_t) * text_embeds @ audio_embeds.T` (embeddings L2-normalised).
         """
+        if input_features is None and "input_values" in kwargs:  # the BEATs feature extractor's name
+            input_features = kwargs.pop("input_values")
         audio_out = self.get_audio_features(
             input_features, attention_mask=audio_attention_mask, is_longer=is_longer, **kwargs
         )
@@ -317,40 +319,8 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
         """`PreTrainedModel.save_pretrained`, then (BEATs tower) the BEATs files are staged for remote code."""
         out = super().save_pretrained(save_directory, *args, **kwargs)
         if self.config.audio_tower == "beats":
-            stage_remote_code(save_directory)
+            stage_remote_code(save_directory, audio_tower="beats")
         return out
-
-
-def stage_remote_code(folder, *, audio_tower: str | None = None) -> list:
-    """Make `folder` a complete remote-code folder for CLAP-TeminAL and return the files written.
-
-    Copies this folder's model files (configuration, modeling, feature extraction, processing, beats_tower) and, for a
-    BEATs tower (read from `folder/config.json` unless given), BEATs' own files, replacing `beats_tower.py` by a
-    version with plain relative imports that transformers' remote-code loader follows.
-    """
-    import json
-
-    os.makedirs(folder, exist_ok=True)
-    here = os.path.dirname(os.path.abspath(__file__))
-    written = []
-    for name in sorted(os.listdir(here)):
-        if name.endswith(".py") and not name.startswith("__"):
-            shutil.copyfile(os.path.join(here, name), os.path.join(folder, name))
-            written.append(os.path.join(folder, name))
-    if audio_tower is None:
-        config_path = os.path.join(folder, "config.json")
-        audio_tower = "htsat"
-        if os.path.isfile(config_path):
-            with open(config_path, encoding="utf-8") as fh:
-                audio_tower = json.load(fh).get("audio_tower", "htsat")
-    if audio_tower == "beats":
-        for path in beats_source_files():
-            dest = os.path.join(folder, os.path.basename(path))
-            shutil.copyfile(path, dest)
-            written.append(dest)
-        with open(os.path.join(folder, "beats_tower.py"), "w", encoding="utf-8") as fh:
-            fh.write(STAGED_SOURCE)
-    return written
 
 
 ClapTeminalModel.register_for_auto_class("AutoModel")

@@ -1,5 +1,7 @@
 """Processor of CLAP-TeminAL: a feature extractor (CLAP log-mels, or BEATs fbank for the BEATs tower) and a tokenizer."""
 
+import inspect
+
 from transformers import BatchFeature, ProcessorMixin
 
 
@@ -18,9 +20,19 @@ class ClapTeminalProcessor(ProcessorMixin):
 
     @classmethod
     def from_preset(cls, name: str, tokenizer, **feature_kwargs) -> "ClapTeminalProcessor":
-        """The processor matching `ClapTeminalConfig.from_preset(name)` (HTSAT presets), with `tokenizer`."""
+        """The processor matching `ClapTeminalConfig.from_preset(name)`, with `tokenizer` (a `BeatsFeatureExtractor`
+        for BEATs-tower presets)."""
+        from .configuration_clap_teminal import PRESETS
         from .feature_extraction_clap_teminal import ClapTeminalFeatureExtractor
 
+        settings = dict(PRESETS[name]["feature_extractor"]) if name in PRESETS else {}
+        if settings.pop("type", None) == "beats":
+            from .beats_tower import beats_feature_extractor_class
+
+            # no mask by default, so that pipeline("zero-shot-audio-classification") can pass the features and the
+            # text mask side by side; __call__ asks for the mask explicitly
+            settings.setdefault("return_attention_mask", False)
+            return cls(beats_feature_extractor_class()(**{**settings, **feature_kwargs}), tokenizer)
         return cls(ClapTeminalFeatureExtractor.from_preset(name, **feature_kwargs), tokenizer)
 
     def __call__(
@@ -58,8 +70,13 @@ class ClapTeminalProcessor(ProcessorMixin):
             data.update(self.tokenizer(text, **tk))
         if audio is not None:
             ak = dict(audio_kwargs or {})
+            accepted = inspect.signature(self.feature_extractor.__call__).parameters
             if generator is not None:
+                if "generator" not in accepted:
+                    raise ValueError(f"{type(self.feature_extractor).__name__} does not take a random-crop generator")
                 ak["generator"] = generator
+            if "attention_mask" in self.feature_extractor.model_input_names:
+                ak.setdefault("return_attention_mask", True)  # padded variable-length batches need it (BEATs)
             features = self.feature_extractor(audio, sampling_rate=sampling_rate, return_tensors=return_tensors, **ak)
             main_name = self.feature_extractor.model_input_names[0]
             for key, value in features.items():
@@ -69,6 +86,15 @@ class ClapTeminalProcessor(ProcessorMixin):
                     key = "audio_attention_mask"
                 data[key] = value
         return BatchFeature(data, tensor_type=return_tensors)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`ProcessorMixin.save_pretrained`; with a BEATs feature extractor the BEATs files are staged for remote code."""
+        from .remote_code import stage_remote_code
+
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        if type(self.feature_extractor).__name__ == "BeatsFeatureExtractor":
+            stage_remote_code(save_directory, audio_tower="beats")
+        return out
 
     def batch_decode(self, *args, **kwargs):
         return self.tokenizer.batch_decode(*args, **kwargs)
