@@ -412,7 +412,7 @@ def build_demo(clap=None, beats=None, *, cache_dir=None, max_seconds: float = MA
                     zs_button = gr.Button("Classify", variant="primary", elem_id="zs-submit")
                 with gr.Column():
                     zs_label = gr.Label(num_top_classes=5, label="Zero-shot prediction", elem_id="zs-label")
-                    zs_bars = gr.BarPlot(x="text", y="similarity", label="Cosine similarity per label",
+                    zs_bars = gr.BarPlot(x="text", y="similarity", sort="-y", label="Cosine similarity per label",
                                          elem_id="zs-bars")
             zs_spec = gr.Plot(label="Spectrogram", elem_id="zs-spectrogram")
             gr.Examples([[p[0], DEFAULT_LABELS] for p in single], inputs=[zs_audio, zs_labels])
@@ -427,7 +427,7 @@ def build_demo(clap=None, beats=None, *, cache_dir=None, max_seconds: float = MA
                     wf_button = gr.Button("Which order?", variant="primary", elem_id="wf-submit")
                 with gr.Column():
                     wf_label = gr.Label(label="Ranked captions (A before / after / while B)", elem_id="wf-label")
-                    wf_bars = gr.BarPlot(x="text", y="similarity", label="Cosine similarity per caption",
+                    wf_bars = gr.BarPlot(x="text", y="similarity", sort="-y", label="Cosine similarity per caption",
                                          elem_id="wf-bars")
             wf_spec = gr.Plot(label="Spectrogram", elem_id="wf-spectrogram")
             from hf_alm.data.compositions import canonical_caption
