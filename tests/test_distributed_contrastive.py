@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +20,14 @@ WORKER = textwrap.dedent(
     import json, os, sys
     import torch
     import torch.nn.functional as F
-    from hf_alm.training.losses import contrastive_loss, tact_weighted_loss
+    import importlib.util
+
+    # load losses.py by path: it needs only torch, and skipping `import hf_alm` (which registers every model with
+    # transformers) keeps the start-up of each process short
+    spec = importlib.util.spec_from_file_location("hf_alm_losses", sys.argv[3])
+    losses = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(losses)
+    contrastive_loss, tact_weighted_loss = losses.contrastive_loss, losses.tact_weighted_loss
 
     torch.set_num_threads(1)
     out_path, loss_kind = sys.argv[1], sys.argv[2]
@@ -57,13 +65,18 @@ WORKER = textwrap.dedent(
             starts = [sum(n_orig[:r]) for r in range(len(n_orig))]
             rev_a = torch.randn(n_total, 6, generator=g, dtype=torch.float64)
             rev_t = torch.randn(n_total, 5, generator=g, dtype=torch.float64)
+            # extras (overlaps / singles), a different number on each process
+            extra_sizes = [2, 1]
+            ext_a = torch.randn(sum(extra_sizes), 6, generator=g, dtype=torch.float64)
+            ext_t = torch.randn(sum(extra_sizes), 5, generator=g, dtype=torch.float64)
             if world > 1:
                 sl = slice(starts[rank], starts[rank] + n_orig[rank])
-                a_in = torch.cat([xa[sl], rev_a[sl]])
-                t_in = torch.cat([xt[sl], rev_t[sl]])
+                es = slice(sum(extra_sizes[:rank]), sum(extra_sizes[:rank + 1]))
+                a_in = torch.cat([xa[sl], rev_a[sl], ext_a[es]])
+                t_in = torch.cat([xt[sl], rev_t[sl], ext_t[es]])
                 n_local = n_orig[rank]
             else:
-                a_in, t_in, n_local = torch.cat([xa, rev_a]), torch.cat([xt, rev_t]), n_total
+                a_in, t_in, n_local = torch.cat([xa, rev_a, ext_a]), torch.cat([xt, rev_t, ext_t]), n_total
             ea, et, scale = model(a_in, t_in)
             loss = tact_weighted_loss(ea, et, scale, n_orig=n_local, alpha_same=2.5, alpha_cross=0.7)
         else:
@@ -88,6 +101,9 @@ WORKER = textwrap.dedent(
 )
 
 
+LOSSES_PY = str(Path(__file__).resolve().parents[1] / "hf_alm" / "training" / "losses.py")
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -103,7 +119,7 @@ def _run(tmp_path, world, loss_kind):
     for rank in range(world):
         env = dict(os.environ, WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen([sys.executable, str(script), str(out), loss_kind], env=env,
+        procs.append(subprocess.Popen([sys.executable, str(script), str(out), loss_kind, LOSSES_PY], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     logs = [p.communicate(timeout=120)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(logs)

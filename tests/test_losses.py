@@ -26,7 +26,7 @@ def _np_symmetric_ce(s, smoothing=0.0):
 
 
 def _np_tact(a, t, scale, n, alpha_same, alpha_cross):
-    """Direct, loop-based transcription of models.md section 1.3."""
+    """Direct, loop-based transcription of models.md section 1.3 (rows beyond 2n are extras: no offset)."""
     s = scale * a @ t.T
     m = 2 * n
     for i in range(m):
@@ -90,6 +90,15 @@ def test_tact_weighted_loss_matches_direct_formula(alpha_same, alpha_cross):
     assert got == pytest.approx(want, rel=1e-10)
 
 
+@pytest.mark.parametrize("n_extra", [1, 3])
+def test_tact_with_extra_rows_matches_direct_formula(n_extra):
+    n = 3
+    a, t = _emb(2 * n + n_extra, 6, 8)
+    got = tact_weighted_loss(a, t, 9.0, n_orig=n, alpha_same=2.0, alpha_cross=1.5).item()
+    want = _np_tact(a.numpy(), t.numpy(), 9.0, n, 2.0, 1.5)
+    assert got == pytest.approx(want, rel=1e-10)
+
+
 def test_tact_with_unit_alphas_is_plain_infonce():
     a, t = _emb(10, 8, 5)
     assert tact_weighted_loss(a, t, 12.0, n_orig=5).item() == pytest.approx(contrastive_loss(a, t, 12.0).item(),
@@ -116,7 +125,7 @@ def test_bad_inputs_name_the_problem():
         contrastive_loss(a, t[:3], 1.0)
     with pytest.raises(ValueError, match="2-D"):
         contrastive_loss(a[0], t[0], 1.0)
-    with pytest.raises(ValueError, match="2 \\* n_orig.*got 4 rows for n_orig=3"):
+    with pytest.raises(ValueError, match="at least 2 \\* n_orig.*got 4 rows for n_orig=3"):
         tact_weighted_loss(a, t, 1.0, n_orig=3)
     with pytest.raises(ValueError, match="alpha_same.*-1"):
         tact_weighted_loss(a, t, 1.0, n_orig=2, alpha_same=-1)

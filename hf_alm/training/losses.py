@@ -171,37 +171,41 @@ def tact_weighted_loss(audio_emb: torch.Tensor, text_emb: torch.Tensor, logit_sc
                        alpha_same: float = 1.0, alpha_cross: float = 1.0, gather: bool = True) -> torch.Tensor:
     """TACT-style weighted InfoNCE over originals and their time-reversed versions (TeminAL-style stage B).
 
-    The local batch is laid out as ``[originals (n_orig rows); reversals (n_orig rows, same order)]``: row
+    The local batch is laid out as ``[originals (n_orig rows); reversals (n_orig rows, same order); extras]``: row
     ``n_orig + i`` is the time-reversed version of row ``i`` (clip with the two events swapped, caption with the
-    order swapped). With ``s_ij = logit_scale * <a_i, t_j>`` over the global ``2N`` items (``N`` = ``n_orig`` summed
-    over processes, originals of every process first, then their reversals), the loss is
+    order swapped); the optional extra rows (e.g. overlap or single-event clips) take part as ordinary items. With
+    ``s_ij = logit_scale * <a_i, t_j>`` over the global batch (originals of every process first, then their
+    reversals, then the extras), the loss is
 
-        ``s'_ij = s_ij + log(alpha_same)``   if ``j`` is ``i``'s own reversal (or ``i`` is ``j``'s),
+        ``s'_ij = s_ij + log(alpha_same)``   if ``i`` / ``j`` are an original and its own reversal,
         ``s'_ij = s_ij + log(alpha_cross)``  if ``i`` / ``j`` are an original and another sample's reversal,
-        ``s'_ij = s_ij`` otherwise, and ``L = 0.5 * (CE(s', I) + CE(s'^T, I))``.
+        ``s'_ij = s_ij`` otherwise (same block, or an extra), and ``L = 0.5 * (CE(s', I) + CE(s'^T, I))``.
 
     ``alpha > 1`` makes the reversed negatives weigh more in the softmax denominators (harder negatives); ``alpha = 1``
     gives plain :func:`contrastive_loss`.
     """
     _check_embeddings(audio_emb, text_emb)
-    if audio_emb.shape[0] != 2 * n_orig:
+    n_orig = int(n_orig)
+    if n_orig < 1 or audio_emb.shape[0] < 2 * n_orig:
         raise ValueError(
-            f"tact_weighted_loss expects 2 * n_orig rows (originals then their reversals); got {audio_emb.shape[0]} "
-            f"rows for n_orig={n_orig}"
+            f"tact_weighted_loss expects at least 2 * n_orig rows (originals, then their reversals, then any extras) "
+            f"and n_orig >= 1; got {audio_emb.shape[0]} rows for n_orig={n_orig}"
         )
+    blocks = (slice(0, n_orig), slice(n_orig, 2 * n_orig), slice(2 * n_orig, audio_emb.shape[0]))
     if gather:
-        a_orig = all_gather_with_grad(audio_emb[:n_orig])
-        a_rev = all_gather_with_grad(audio_emb[n_orig:])
-        t_orig = all_gather_with_grad(text_emb[:n_orig])
-        t_rev = all_gather_with_grad(text_emb[n_orig:])
-        audio_all = torch.cat([a_orig, a_rev], 0)
-        text_all = torch.cat([t_orig, t_rev], 0)
+        audio_parts = [all_gather_with_grad(audio_emb[b]) for b in blocks]
+        text_parts = [all_gather_with_grad(text_emb[b]) for b in blocks]
+        audio_all, text_all = torch.cat(audio_parts, 0), torch.cat(text_parts, 0)
+        n_global = audio_parts[0].shape[0]
     else:
-        audio_all, text_all = audio_emb, text_emb
-    n_global = audio_all.shape[0] // 2
+        audio_all, text_all, n_global = audio_emb, text_emb, n_orig
     scale = _as_scale(logit_scale, audio_emb)
     logits = scale * audio_all @ text_all.t()
-    logits = logits + tact_logit_offsets(n_global, alpha_same=alpha_same, alpha_cross=alpha_cross,
-                                         device=logits.device, dtype=logits.dtype)
+    offsets = tact_logit_offsets(n_global, alpha_same=alpha_same, alpha_cross=alpha_cross, device=logits.device,
+                                 dtype=logits.dtype)
+    n_extra = logits.shape[0] - 2 * n_global
+    if n_extra:
+        offsets = F.pad(offsets, (0, n_extra, 0, n_extra))
+    logits = logits + offsets
     labels = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))

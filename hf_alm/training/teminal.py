@@ -1,0 +1,437 @@
+"""TeminAL-style post-training of a contrastive audio-text model: data, batch builders and the loss of each stage.
+
+TeminAL (Sinha et al., arXiv 2408.09269; ``models.md`` section 1) post-trains a CLAP-like model in two stages:
+"TeminAL A" teaches it to tell several sounds in one clip apart, "TeminAL B" instils a sense of time. The paper's
+body and code are **not public**; what is known comes from its abstract and reviews. This module is therefore a
+configurable, documented **TeminAL-style** implementation; every choice below is ours unless marked otherwise.
+
+Data (all from one single-event labelled dataset, e.g. the synthetic corpus or ESC-10/50):
+
+* the *source clips* are split into train / eval with :func:`hf_alm.data.compositions.split_sources` (whole ESC
+  folds when the dataset has folds), so every evaluation composition is made of clips never heard in training;
+* each source clip is cut to its loudest window of ``event_seconds`` (default: half of the model's input window minus
+  the largest gap), so two events and a gap always fit in the window and nothing is cropped away;
+* compositions are rendered on the fly with the data layer's :func:`~hf_alm.data.compositions.concat_events` ("A
+  then B", a random 0-0.2 s gap) and :func:`~hf_alm.data.compositions.overlay_events` ("A while B", B at -3..+3 dB),
+  captioned with :func:`~hf_alm.data.compositions.relation_captions` (before / after / while, "followed by",
+  "then", both directions; one template per item, drawn with a seeded generator).
+
+Stages (each one call of :func:`hf_alm.training.loop.fit`):
+
+``base``
+    Contrastive pre-training on single clips and their captions (the dataset's captions, the class noun phrase and,
+    for ``zero_shot_caption_fraction`` of the items, ``"This is a sound of {label}."``). Skipped when a pre-trained
+    model is given. (Reviews say the authors pre-trained their own CLAP.)
+``teminal_a``
+    Symmetric InfoNCE (:func:`~hf_alm.training.losses.contrastive_loss`) over a mix of single-event clips
+    (``stage_a_single_fraction``), sequences and overlaps of two events with relation captions (reviews: stage A
+    uses "single and dual events", with single and "X while Y" captions in one batch).
+``teminal_b``
+    Each unit is a pair of events A, B: the sequence "A then B" with its caption *and* the same two waveforms in the
+    reversed order with the mirrored caption, in the same batch (the reversal is the hard negative). The batch is
+    laid out ``[originals; reversals; extras]`` and trained with the TACT-style weighted InfoNCE
+    (:func:`~hf_alm.training.losses.tact_weighted_loss`; ``alpha_same`` / ``alpha_cross`` weight the own / other
+    samples' reversals; 1 = plain InfoNCE). Extras keep the rest of the skills alive: with probability
+    ``stage_b_overlap_fraction`` a unit adds the overlap "A while B", with ``stage_b_single_fraction`` one of its
+    single events. (Reviews: stage B uses "varying temporal sequences of the same event combinations", temporally
+    inverted and overlapped data, and a modified InfoNCE that upweights temporal relations; TACT's form is our
+    reading, UNVERIFIED for TeminAL.)
+
+Everything is deterministic by seed (item lists are drawn once per stage; no augmentation draws at batch time), so a
+resumed run sees exactly the batches of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import torch
+
+from hf_alm.data.compositions import (
+    concat_events,
+    make_compositions,
+    noun_phrase,
+    overlay_events,
+    relation_captions,
+    split_sources,
+)
+from hf_alm.evaluation.retrieval import audio_rows, load_clip
+from hf_alm.evaluation.zste import ZsteTemplates
+from hf_alm.training.losses import contrastive_loss, tact_weighted_loss
+
+__all__ = [
+    "TeminalConfig",
+    "EventBank",
+    "TeminalData",
+    "TeminalCollator",
+    "prepare_teminal_data",
+    "base_items",
+    "stage_a_items",
+    "stage_b_units",
+    "make_compute_loss",
+    "caption_corpus",
+    "model_logit_scale",
+]
+
+_PEAK = 0.99
+
+
+@dataclass
+class TeminalConfig:
+    """Settings of TeminAL-style data and losses (see the module docstring; each has a recipe flag)."""
+
+    window_seconds: float = 2.0
+    gap_seconds: tuple = (0.0, 0.2)
+    overlap_snr_db: tuple = (-3.0, 3.0)
+    event_seconds: float | None = None
+    eval_fraction: float = 0.2
+    split_by: str | None = "auto"
+    num_eval_pairs: int = 150
+    base_views_per_clip: int = 3
+    zero_shot_caption_fraction: float = 0.25
+    stage_a_items_per_clip: float = 3.0
+    stage_a_single_fraction: float = 0.4
+    stage_a_overlap_fraction: float = 0.2
+    stage_b_units_per_clip: float = 1.5
+    stage_b_overlap_fraction: float = 0.5
+    stage_b_single_fraction: float = 0.5
+    alpha_same: float = 1.0
+    alpha_cross: float = 1.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        self.gap_seconds = tuple(float(v) for v in self.gap_seconds)
+        self.overlap_snr_db = tuple(float(v) for v in self.overlap_snr_db)
+        for name in ("stage_a_single_fraction", "stage_a_overlap_fraction", "stage_b_overlap_fraction",
+                     "stage_b_single_fraction", "zero_shot_caption_fraction"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]; got {v}")
+        if self.stage_a_single_fraction + self.stage_a_overlap_fraction > 1.0:
+            raise ValueError("stage_a_single_fraction + stage_a_overlap_fraction must be <= 1; got "
+                             f"{self.stage_a_single_fraction} + {self.stage_a_overlap_fraction}")
+        if len(self.gap_seconds) != 2 or not 0 <= self.gap_seconds[0] <= self.gap_seconds[1]:
+            raise ValueError(f"gap_seconds must be (low, high) with 0 <= low <= high; got {self.gap_seconds}")
+        if self.window_seconds <= self.gap_seconds[1] + 0.1:
+            raise ValueError(f"window_seconds={self.window_seconds} leaves no room for two events and a gap of "
+                             f"{self.gap_seconds[1]} s")
+        for name in ("alpha_same", "alpha_cross"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0; got {v}")
+
+    @property
+    def event_length_seconds(self) -> float:
+        if self.event_seconds is not None:
+            return float(self.event_seconds)
+        return (self.window_seconds - self.gap_seconds[1]) / 2
+
+    @classmethod
+    def from_args(cls, args, **overrides) -> "TeminalConfig":
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        values.update(overrides)
+        return cls(**values)
+
+
+def _loudest(x: np.ndarray, length: int) -> np.ndarray:
+    if len(x) <= length:
+        return x
+    energy = np.concatenate(([0.0], np.cumsum(x.astype(np.float64) ** 2)))
+    start = int(np.argmax(energy[length:] - energy[:-length]))
+    return x[start : start + length]
+
+
+def _class_names(dataset) -> tuple[np.ndarray, list[str]]:
+    import datasets
+
+    if "label" not in dataset.column_names:
+        raise ValueError("TeminAL-style training composes labelled single-event clips: the dataset needs a 'label' "
+                         f"column (and a class name per label); it has {dataset.column_names}")
+    feature = dataset.features["label"]
+    labels = dataset["label"]
+    if isinstance(feature, datasets.ClassLabel):
+        return np.asarray(labels, dtype=np.int64), list(feature.names)
+    if labels and isinstance(labels[0], str):
+        names = sorted(set(labels))
+        return np.asarray([names.index(v) for v in labels], dtype=np.int64), names
+    ids = np.asarray(labels, dtype=np.int64)
+    if "label_name" in dataset.column_names:
+        mapping = dict(zip(ids.tolist(), dataset["label_name"]))
+    else:
+        mapping = {i: str(i) for i in set(ids.tolist())}
+    return ids, [mapping.get(i, str(i)) for i in range(int(ids.max()) + 1)]
+
+
+@dataclass
+class EventBank:
+    """Single-event clips in memory at one sampling rate, each cut to its loudest ``event_samples`` window."""
+
+    waves: list
+    labels: np.ndarray
+    class_names: list
+    captions: list
+    source_ids: list
+    sampling_rate: int
+
+    @classmethod
+    def from_dataset(cls, dataset, *, sampling_rate: int, event_seconds: float, progress: bool = False) -> "EventBank":
+        labels, names = _class_names(dataset)
+        length = max(1, int(round(event_seconds * sampling_rate)))
+        audio = audio_rows(dataset)
+        iterator = range(len(dataset))
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, desc="loading clips", leave=False)
+        waves = [_loudest(load_clip(audio[i], sampling_rate).numpy(), length) for i in iterator]
+        if "captions" in dataset.column_names:
+            captions = [list(c or []) for c in dataset["captions"]]
+        else:
+            captions = [[] for _ in range(len(dataset))]
+        for i, lab in enumerate(labels.tolist()):
+            phrase = noun_phrase(names[lab])
+            if phrase not in captions[i]:
+                captions[i] = [phrase, *captions[i]]
+        source_ids = dataset["source_id"] if "source_id" in dataset.column_names else list(range(len(dataset)))
+        return cls(waves, labels, names, captions, list(source_ids), int(sampling_rate))
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def name(self, i: int) -> str:
+        return self.class_names[int(self.labels[i])]
+
+    def singles_rows(self) -> list[dict]:
+        """ZSTE rows for zero-shot classification of these clips (as cut for training)."""
+        return [{"audio": {"array": w, "sampling_rate": self.sampling_rate}, "label_name": self.name(i)}
+                for i, w in enumerate(self.waves)]
+
+
+@dataclass
+class TeminalData:
+    """Train bank (training stages), eval singles and eval compositions (ZSTE), all from disjoint source clips."""
+
+    train: EventBank
+    eval_singles: list
+    eval_compositions: object
+    class_names: list
+    train_source_ids: set = field(default_factory=set)
+    eval_source_ids: set = field(default_factory=set)
+
+    def zste_input(self) -> dict:
+        return {"compositions": self.eval_compositions, "singles": self.eval_singles}
+
+
+def prepare_teminal_data(dataset, *, sampling_rate: int, config: TeminalConfig, progress: bool = False) -> TeminalData:
+    """Split ``dataset`` (single-event clips with labels) into train / eval sources and build the evaluation sets."""
+    if "source_id" not in dataset.column_names:
+        dataset = dataset.add_column("source_id", list(range(len(dataset))))
+    by = config.split_by
+    if by == "auto":
+        by = "fold" if "fold" in dataset.column_names and len(set(dataset["fold"])) > 1 else None
+    train_src, eval_src = split_sources(dataset, eval_fraction=config.eval_fraction, seed=config.seed, by=by)
+    event_s = config.event_length_seconds
+    train = EventBank.from_dataset(train_src, sampling_rate=sampling_rate, event_seconds=event_s, progress=progress)
+    eval_bank = EventBank.from_dataset(eval_src, sampling_rate=sampling_rate, event_seconds=event_s,
+                                       progress=progress)
+    compositions = make_compositions(
+        eval_src, num_pairs=config.num_eval_pairs, sampling_rate=sampling_rate, seed=config.seed + 1,
+        gap=config.gap_seconds, snr_db=config.overlap_snr_db, max_seconds=config.window_seconds,
+        include_reversed=True, include_overlap=True,
+    )
+    _, names = _class_names(dataset)
+    return TeminalData(train=train, eval_singles=eval_bank.singles_rows(), eval_compositions=compositions,
+                       class_names=names, train_source_ids=set(train.source_ids),
+                       eval_source_ids=set(eval_bank.source_ids))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# item lists (drawn once per stage, seeded)
+
+def _rng(seed: int, stage: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), 0x7E41, stage])
+
+
+def _pair(rng: np.random.Generator, bank: EventBank) -> tuple[int, int]:
+    n = len(bank)
+    for _ in range(1000):
+        i, j = (int(v) for v in rng.integers(n, size=2))
+        if bank.labels[i] != bank.labels[j]:
+            return i, j
+    raise ValueError("composing two events needs clips of at least two different labels in the training split")
+
+
+def _seq(rng, bank, cfg):
+    i, j = _pair(rng, bank)
+    return ("sequence", i, j, float(rng.uniform(*cfg.gap_seconds)), int(rng.integers(1 << 30)))
+
+
+def _overlap(rng, bank, cfg):
+    i, j = _pair(rng, bank)
+    return ("overlap", i, j, float(rng.uniform(*cfg.overlap_snr_db)), int(rng.integers(1 << 30)))
+
+
+def _single(rng, bank, i=None):
+    i = int(rng.integers(len(bank))) if i is None else int(i)
+    return ("single", i, float(rng.random()), int(rng.integers(1 << 30)))
+
+
+def base_items(bank: EventBank, cfg: TeminalConfig) -> list:
+    """``base_views_per_clip`` caption views of every training clip."""
+    rng = _rng(cfg.seed, 0)
+    return [_single(rng, bank, i) for i in range(len(bank)) for _ in range(cfg.base_views_per_clip)]
+
+
+def stage_a_items(bank: EventBank, cfg: TeminalConfig) -> list:
+    """Stage A: single clips, sequences and overlaps of two events (fractions from ``cfg``)."""
+    rng = _rng(cfg.seed, 1)
+    out = []
+    for _ in range(max(1, int(round(cfg.stage_a_items_per_clip * len(bank))))):
+        u = rng.random()
+        if u < cfg.stage_a_single_fraction:
+            out.append(_single(rng, bank))
+        elif u < cfg.stage_a_single_fraction + cfg.stage_a_overlap_fraction:
+            out.append(_overlap(rng, bank, cfg))
+        else:
+            out.append(_seq(rng, bank, cfg))
+    return out
+
+
+def stage_b_units(bank: EventBank, cfg: TeminalConfig) -> list:
+    """Stage B: units ``(sequence A->B, [extras])``; the collator adds the reversal B->A of every unit."""
+    rng = _rng(cfg.seed, 2)
+    out = []
+    for _ in range(max(1, int(round(cfg.stage_b_units_per_clip * len(bank))))):
+        seq = _seq(rng, bank, cfg)
+        extras = []
+        if rng.random() < cfg.stage_b_overlap_fraction:
+            extras.append(("overlap", seq[1], seq[2], float(rng.uniform(*cfg.overlap_snr_db)),
+                           int(rng.integers(1 << 30))))
+        if rng.random() < cfg.stage_b_single_fraction:
+            extras.append(_single(rng, bank, seq[1 + int(rng.integers(2))]))
+        out.append(("unit", seq, tuple(extras)))
+    return out
+
+
+def reverse_item(item: tuple) -> tuple:
+    """The time-reversed version of a sequence item: the same two waveforms and gap, in the other order, captioned
+    with the same template (so the two captions differ only in the order of the events)."""
+    kind, i, j, gap, template = item
+    if kind != "sequence":
+        raise ValueError(f"only sequence items have a time-reversed version; got {kind!r}")
+    return ("sequence", j, i, gap, template)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# rendering and batches
+
+def render_item(bank: EventBank, item: tuple, templates: ZsteTemplates, cfg: TeminalConfig) -> tuple[np.ndarray, str]:
+    """(waveform, caption) of an item."""
+    kind = item[0]
+    sr = bank.sampling_rate
+    if kind == "single":
+        _, i, u, t = item
+        name = bank.name(i)
+        if u < cfg.zero_shot_caption_fraction:
+            return bank.waves[i], templates.zero_shot.format(label=templates.phrase(name))
+        caps = bank.captions[i]
+        return bank.waves[i], caps[t % len(caps)]
+    if kind == "sequence":
+        _, i, j, gap, t = item
+        wave = concat_events(bank.waves[i], bank.waves[j], sampling_rate=sr, gap=gap)
+        caps = relation_captions(bank.name(i), bank.name(j), "before")
+    elif kind == "overlap":
+        _, i, j, snr, t = item
+        wave = overlay_events(bank.waves[i], bank.waves[j], snr_db=snr)
+        caps = relation_captions(bank.name(i), bank.name(j), "while")
+    else:
+        raise ValueError(f"unknown item kind {kind!r}")
+    peak = float(np.max(np.abs(wave)))
+    if peak > _PEAK:
+        wave = wave * np.float32(_PEAK / peak)
+    return wave, caps[t % len(caps)]
+
+
+class TeminalCollator:
+    """``collate_fn`` for :func:`hf_alm.training.loop.fit`: renders items, runs the processor, adds ``n_orig``.
+
+    Items are flat (base, stage A) or stage-B units; a batch of units is laid out ``[originals; reversals; extras]``
+    with ``n_orig`` = number of units (the layout :func:`~hf_alm.training.losses.tact_weighted_loss` expects).
+    """
+
+    def __init__(self, bank: EventBank, processor, cfg: TeminalConfig, templates: ZsteTemplates | None = None):
+        self.bank, self.processor, self.cfg = bank, processor, cfg
+        self.templates = templates or ZsteTemplates()
+
+    def __call__(self, items: Sequence[tuple]) -> dict:
+        if items and items[0][0] == "unit":
+            origs = [u[1] for u in items]
+            flat = origs + [reverse_item(o) for o in origs] + [e for u in items for e in u[2]]
+            n_orig = len(origs)
+        else:
+            flat, n_orig = list(items), 0
+        waves, texts = zip(*(render_item(self.bank, it, self.templates, self.cfg) for it in flat))
+        batch = dict(self.processor(text=list(texts), audio=list(waves), sampling_rate=self.bank.sampling_rate,
+                                    return_tensors="pt"))
+        batch["n_orig"] = torch.tensor(n_orig)
+        return batch
+
+
+def model_logit_scale(model) -> torch.Tensor:
+    """The audio->text logit multiplier of a CLAP-style model (``exp(logit_scale_a)``, clamped like the model)."""
+    core = getattr(model, "module", model)
+    if hasattr(core, "_scales"):
+        return core._scales()[0]
+    for name in ("logit_scale_a", "logit_scale"):
+        if hasattr(core, name):
+            return getattr(core, name).exp()
+    raise AttributeError(f"{type(core).__name__} has no logit_scale_a / logit_scale parameter")
+
+
+def make_compute_loss(cfg: TeminalConfig, *, gather: bool = True):
+    """``compute_loss(model, batch)`` for ``fit``: the TACT-style loss when the batch has reversals (stage B), plain
+    symmetric InfoNCE otherwise; negatives gathered across processes."""
+
+    def compute_loss(model, batch):
+        batch = dict(batch)
+        n_orig = int(batch.pop("n_orig", 0))
+        out = model(**batch, return_loss=False)
+        scale = model_logit_scale(model)
+        if n_orig > 0:
+            loss = tact_weighted_loss(out.audio_embeds, out.text_embeds, scale, n_orig=n_orig,
+                                      alpha_same=cfg.alpha_same, alpha_cross=cfg.alpha_cross, gather=gather)
+        else:
+            loss = contrastive_loss(out.audio_embeds, out.text_embeds, scale, label_smoothing=cfg.label_smoothing,
+                                    gather=gather)
+        # touch every output so DistributedDataParallel sees a gradient (zero) for the text->audio scale too
+        loss = loss + 0.0 * out.logits_per_text.sum()
+        return loss, {"logit_scale": scale.detach()}
+
+    return compute_loss
+
+
+def caption_corpus(bank: EventBank, class_names: Sequence[str], templates: ZsteTemplates | None = None) -> list[str]:
+    """Every caption the stages and ZSTE may produce, to train the caption tokenizer on (no eval audio involved)."""
+    templates = templates or ZsteTemplates()
+    texts = {c for caps in bank.captions for c in caps}
+    for a in class_names:
+        texts.add(templates.zero_shot.format(label=templates.phrase(a)))
+        for b in class_names:
+            if a != b:
+                for rel in ("before", "after", "while"):
+                    texts.update(relation_captions(a, b, rel))
+                texts.add(templates.relation("before", a, b))
+                texts.add(templates.then.format(a=templates.phrase(a), b=templates.phrase(b)))
+    return sorted(texts)
+
+
+def _check_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
