@@ -216,3 +216,13 @@ def test_generate_event_validates():
         generate_event(42, sampling_rate=16000, rng=np.random.default_rng(0))
     x = generate_event(0, sampling_rate=16000, rng=7, duration=0.5)
     assert x.dtype == np.float32 and x.shape == (8000,)
+
+
+@pytest.mark.parametrize("sr", [4000, 96000])
+@pytest.mark.parametrize("duration", [0.05, 3.0])
+def test_every_class_sounds_at_extreme_rates_and_durations(sr, duration):
+    for klass in SYNTHETIC_CLASSES:
+        x = generate_event(klass, sampling_rate=sr, rng=clip_rng(0, klass, 0), duration=duration)
+        assert x.shape == (round(duration * sr),) and np.isfinite(x).all()
+        assert np.sqrt(np.mean(x.astype(np.float64) ** 2)) > 1e-3, klass.name  # levels are -36..-20 dBFS
+        assert np.abs(x).max() <= 0.99 + 1e-6

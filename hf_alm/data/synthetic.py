@@ -286,7 +286,7 @@ def _click_train(rng, n, sr):
     rate = rng.uniform(8.0, 30.0)
     fr = _cap(_log_uniform(rng, 1500.0, 4000.0), sr, 0.35)
     tau = rng.uniform(0.0005, 0.0015)
-    start = rng.uniform(0.0, 1.0 / rate)
+    start = rng.uniform(0.0, min(1.0 / rate, 0.5 * n / sr))  # at least one click in any clip
     times = np.arange(start, n / sr, 1.0 / rate)
     times = times + rng.uniform(-0.0005, 0.0005, size=len(times))
     x = _fftconv(_impulses(n, times, np.ones(len(times)), sr), _damped(fr, tau, sr))
