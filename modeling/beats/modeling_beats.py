@@ -188,18 +188,31 @@ class BeatsAttention(nn.Module):
     def forward(self, hidden_states: torch.Tensor, position_bias: torch.Tensor | None = None,
                 key_padding_mask: torch.Tensor | None = None, output_attentions: bool = False):
         batch, length, _ = hidden_states.shape
-        shape = (batch, length, self.num_heads, self.head_dim)
-        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
-        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        heads, head_dim = self.num_heads, self.head_dim
+        # One GEMM for q, k, v and the relative-position gate logits (the Linear modules keep the original layout).
+        # The gate is sigmoid(grep_linear(q).view(.., 2, 4).sum(-1)) on the unscaled q of each head; summing the four
+        # rows of each half gives a 2-output linear map of q, and composing it with q_proj gives 2 extra outputs per
+        # head computed straight from the layer input.
+        weights = [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]
+        biases = [self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]
+        use_gate = self.gru_rel_pos and position_bias is not None
+        if use_gate:
+            w2 = self.grep_linear.weight.view(2, 4, head_dim).sum(1)  # (2, hd)
+            b2 = self.grep_linear.bias.view(2, 4).sum(1)  # (2,)
+            wq = self.q_proj.weight.view(heads, head_dim, self.embed_dim)
+            weights.append(torch.einsum("jd,hdk->hjk", w2, wq).reshape(2 * heads, self.embed_dim))
+            biases.append((self.q_proj.bias.view(heads, head_dim) @ w2.t() + b2).reshape(2 * heads))
+        projected = F.linear(hidden_states, torch.cat(weights), torch.cat(biases))
+        qkv = projected[..., : 3 * self.embed_dim].view(batch, length, 3, heads, head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, hd) views
 
         mask = None
         if position_bias is not None:
-            if self.gru_rel_pos:
-                gates = torch.sigmoid(self.grep_linear(query).view(batch, self.num_heads, length, 2, 4).sum(-1))
-                gate_a, gate_b = gates.chunk(2, dim=-1)  # (B, H, N, 1) each
-                gate = gate_a * (gate_b * self.grep_a - 1.0) + 2.0
-                mask = gate * position_bias.unsqueeze(0)  # (B, H, N, N), one allocation
+            if use_gate:
+                gates = torch.sigmoid(projected[..., 3 * self.embed_dim:].view(batch, length, heads, 2))
+                gate_a, gate_b = gates.permute(0, 2, 1, 3).unbind(-1)  # (B, H, N) each
+                gate = gate_a * (gate_b * self.grep_a.view(1, heads, 1) - 1.0) + 2.0
+                mask = gate.unsqueeze(-1) * position_bias.unsqueeze(0)  # (B, H, N, N), the only (N, N) allocation
             else:
                 mask = position_bias.unsqueeze(0).to(query.dtype)
         if key_padding_mask is not None and bool(key_padding_mask.any()):
@@ -258,9 +271,9 @@ class BeatsEncoderLayer(GradientCheckpointingLayer):
             x = residual + self.dropout(self._feed_forward(self.final_layer_norm(x)))
         else:
             x, attn = self.self_attn(hidden_states, position_bias, key_padding_mask, output_attentions)
-            x = self.self_attn_layer_norm(residual * self.alpha + self.dropout(x))
+            x = self.self_attn_layer_norm(torch.add(self.dropout(x), residual, alpha=self.alpha))
             residual = x
-            x = self.final_layer_norm(residual * self.alpha + self.dropout(self._feed_forward(x)))
+            x = self.final_layer_norm(torch.add(self.dropout(self._feed_forward(x)), residual, alpha=self.alpha))
         return x, attn
 
 
@@ -295,13 +308,19 @@ class BeatsEncoder(nn.Module):
         if config.relative_position_embedding:
             # one table shared by every layer (the original keeps identical copies per layer; only layer 0's is used)
             self.relative_attention_bias = nn.Embedding(config.num_buckets, config.encoder_attention_heads)
+        self._buckets: dict = {}  # cache of the bucket indices for the last sequence length
         self.gradient_checkpointing = False
 
     def compute_position_bias(self, length: int) -> torch.Tensor:
         """Ungated relative position bias ``(H, length, length)``."""
-        buckets = relative_position_buckets(length, length, self.config.num_buckets, self.config.max_distance,
-                                            device=self.relative_attention_bias.weight.device)
-        return self.relative_attention_bias(buckets).permute(2, 0, 1)
+        device = self.relative_attention_bias.weight.device
+        key = (length, str(device))
+        buckets = self._buckets.get(key)
+        if buckets is None:
+            buckets = relative_position_buckets(length, length, self.config.num_buckets, self.config.max_distance,
+                                                device=device)
+            self._buckets = {key: buckets}  # keep the last length only
+        return self.relative_attention_bias(buckets).permute(2, 0, 1).contiguous()
 
     def forward(self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None = None,
                 output_hidden_states: bool = False, output_attentions: bool = False):
