@@ -312,14 +312,14 @@ def test_resample_matches_torchaudio(orig, new):
     torch.testing.assert_close(resample(x.float(), orig, new), ref.float(), atol=2e-6, rtol=0)
 
 
-def test_resample_conv_and_gather_paths_agree(monkeypatch):
+def test_resample_dense_and_gather_paths_agree(monkeypatch):
     import hf_alm.data.audio as audio
 
     x = torch.randn(2, 3000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    conv = resample(x, 44100, 16000)
-    monkeypatch.setattr(audio, "_CONV_MAX_WEIGHTS", 0)
+    dense = resample(x, 44100, 16000)
+    monkeypatch.setattr(audio, "_DENSE_MAX_WEIGHTS", 0)
     gather = resample(x, 44100, 16000)
-    torch.testing.assert_close(conv, gather, atol=1e-12, rtol=0)
+    torch.testing.assert_close(dense, gather, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("orig, new, freq", [(44100, 16000, 1000.0), (8000, 16000, 440.0), (44100, 16001, 3000.0),

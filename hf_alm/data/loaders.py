@@ -122,7 +122,7 @@ def _classification_dataset(rows: dict[str, list], names: Sequence[str], samplin
         "label": datasets.ClassLabel(names=list(names)),
         "label_name": datasets.Value("string"),
         "captions": datasets.List(datasets.Value("string")),
-        "fold": datasets.Value("int32"),
+        "fold": datasets.Value("int64"),
     }
     features.update(extra or {})
     return datasets.Dataset.from_dict(rows, features=datasets.Features(features))
@@ -310,7 +310,7 @@ def _caption_dataset(rows: dict[str, list], sampling_rate, extra: dict | None = 
     features = {
         "audio": _audio_feature(sampling_rate),
         "captions": datasets.List(datasets.Value("string")),
-        "fold": datasets.Value("int32"),
+        "fold": datasets.Value("int64"),
     }
     features.update(extra or {})
     return datasets.Dataset.from_dict(rows, features=datasets.Features(features))
@@ -538,7 +538,7 @@ def _normalise(
         else:
             ds = _imap(ds, lambda a: {"captions": []}, "audio", {"captions": caption_feature})
         if "fold" not in ds.features:
-            ds = _imap(ds, lambda c: {"fold": 0}, "captions", {"fold": datasets.Value("int32")})
+            ds = _imap(ds, lambda c: {"fold": 0}, "captions", {"fold": datasets.Value("int64")})
         if split_name is not None and "split" not in ds.features:
             ds = _imap(ds, lambda c, s=split_name: {"split": s}, "captions", {"split": datasets.Value("string")})
         return ds
@@ -552,7 +552,7 @@ def _normalise(
         caps = [[] for _ in range(len(ds))]
     ds = ds.add_column("captions", caps, feature=caption_feature)
     if "fold" not in ds.column_names:
-        ds = ds.add_column("fold", [0] * len(ds), feature=datasets.Value("int32"))
+        ds = ds.add_column("fold", [0] * len(ds), feature=datasets.Value("int64"))
     if split_name is not None and "split" not in ds.column_names:
         ds = ds.add_column("split", [split_name] * len(ds), feature=datasets.Value("string"))
     return ds
