@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 
 import numpy as np
 import pytest
@@ -269,7 +270,7 @@ def test_corrupt_missing_and_unreadable_files(tmp_path):
         load_audio(missing, 16000)
     with pytest.raises(AudioInputError, match=r"^audio path is a directory, not a file: '"):
         load_audio(tmp_path, 16000)
-    with pytest.raises(AudioInputError, match=r"^cannot decode audio bytes \(12 bytes\): "):
+    with pytest.raises(AudioInputError, match=r"^cannot decode audio bytes \(12 bytes\): .*for raw PCM samples pass"):
         load_audio(b"not an audio", 16000)
     with pytest.raises(AudioInputError, match=r"^cannot decode audio bytes: empty \(0 bytes\)"):
         load_audio(b"", 16000)
@@ -277,6 +278,22 @@ def test_corrupt_missing_and_unreadable_files(tmp_path):
         load_audio("https://example.com/a.wav", 16000)
     with open(text, encoding="utf-8") as fh, pytest.raises(AudioInputError, match=r"opened in text mode"):
         load_audio(fh, 16000)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any file")
+def test_unreadable_file_is_named(tmp_path):
+    path = _write_tone_wav(tmp_path / "locked.wav")
+    path.chmod(0)
+    try:
+        with pytest.raises(AudioInputError, match=r"^audio file is not readable \(permission denied\): '.*locked\.wav'"):
+            load_audio(path, 16000)
+    finally:
+        path.chmod(0o644)
+
+
+def _write_tone_wav(path):
+    sf.write(path, _tone(440, SR, 0.05), SR)
+    return path
 
 
 def test_header_only_wav_is_reported_empty_with_its_path(tmp_path):

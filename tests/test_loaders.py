@@ -462,3 +462,13 @@ def test_real_fsdd_counts(fsdd_path):
     wav = load_audio(ds[0]["audio"], 16000)
     ref, sr = sf.read(ds.cast_column("audio", datasets.Audio(decode=False))[0]["audio"]["path"], dtype="float32")
     assert sr == 8000 and wav.shape[0] == 2 * len(ref)
+
+
+def test_package_exports_and_lazy_siblings():
+    import hf_alm.data as data
+
+    assert data.load_audio is load_audio and data.load_dataset_spec is load_dataset_spec
+    assert data.synthetic.__name__ == "hf_alm.data.synthetic"  # imported on first access
+    assert data.make_synthetic_dataset is data.synthetic.make_synthetic_dataset
+    with pytest.raises(AttributeError, match=r"has no attribute 'no_such_name'"):
+        data.no_such_name

@@ -275,7 +275,11 @@ def _decode_bytes(data: bytes, what: str = "audio bytes") -> tuple[torch.Tensor,
     try:
         decoder = AudioDecoder(bytes(data))
     except Exception as err:
-        raise _decode_error(f"{what} ({len(data)} bytes)", err) from err
+        error = _decode_error(f"{what} ({len(data)} bytes)", err)
+        raise AudioInputError(
+            f"{error} (bytes must hold an encoded file such as wav/flac/ogg/mp3; for raw PCM samples pass "
+            "np.frombuffer(data, dtype=np.int16) with source_sampling_rate)"
+        ) from err
     samples, sr = _samples_from_decoder(decoder, f"{what} ({len(data)} bytes)")
     return samples, sr, what
 

@@ -456,7 +456,8 @@ def load_clotho(
 
 
 def _is_saved_dataset(path: Path) -> bool:
-    return path.is_dir() and any((path / f).is_file() for f in ("dataset_dict.json", "dataset_info.json", "state.json"))
+    """A folder written by ``save_to_disk`` (a DatasetDict's ``dataset_dict.json`` or a Dataset's ``state.json``)."""
+    return path.is_dir() and any((path / f).is_file() for f in ("dataset_dict.json", "state.json"))
 
 
 def _column_values(ds, column: str) -> list:
