@@ -1,0 +1,164 @@
+"""Benchmark: CLAP log-mel features, hf-alm's batched torch extractor vs transformers' ClapFeatureExtractor.
+
+Featurises the same clips (default: 32 clips of 10 s at 48 kHz, a mix of noise, tones with silences and chirps) with
+both extractors in their deterministic mode (truncation="rand_trunc", padding="repeatpad", clips not longer than the
+maximum length) and reports audio-seconds per second for each, the speed ratio and the max abs difference of the
+features (dB). Timings are the best of --repeats runs (after one warm-up), with torch.set_num_threads(--threads).
+
+    .venv/bin/python benchmarks/clap_features.py [--clips 32] [--seconds 10] [--repeats 3] [--json out.json]
+
+`--train_step` instead times one training step (features + forward + backward + AdamW) of the CLAP-TeminAL presets
+"small" (HTSAT tower, 48 kHz log-mels) and "small-beats" (BEATs tower, 16 kHz fbank) on a batch of --batch_size
+clips of --step_seconds seconds with 12-token captions; this is how the default audio tower of "small" was chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+SR = 48_000
+
+
+def make_clips(num: int, seconds: float, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    clips = []
+    for i in range(num):
+        kind = i % 3
+        if kind == 0:
+            clip = 0.1 * rng.standard_normal(n)
+        elif kind == 1:
+            clip = 0.5 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) * np.exp(-t % 1.0)
+            start = rng.integers(0, n // 2)
+            clip[start: start + n // 4] = 0.0  # silence beside a loud tone
+        else:
+            clip = 0.3 * np.sin(2 * np.pi * (100 + rng.uniform(100, 800) * t) * t)
+        clips.append(clip.astype(np.float32))
+    return clips
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def train_step_times(presets, *, batch_size: int, seconds: float, repeats: int) -> dict:
+    """Seconds per training step (features, forward, backward, optimizer) for each preset, and parameter counts."""
+    from hf_alm.modeling.clap_teminal import ClapTeminalConfig, ClapTeminalModel, ClapTeminalProcessor
+    from hf_alm.training.tokenizer import train_caption_tokenizer
+
+    words = ["dog", "cat", "rain", "bell", "engine", "bird", "clock", "siren"]
+    captions = [f"a {a} sound before a {b} sound" for a in words for b in words if a != b]
+    tokenizer = train_caption_tokenizer(captions, vocab_size=400)
+    rng = np.random.default_rng(0)
+    results = {}
+    for preset in presets:
+        torch.manual_seed(0)
+        config = ClapTeminalConfig.from_preset(preset, text_config={"vocab_size": len(tokenizer)})
+        model = ClapTeminalModel(config).train()
+        processor = ClapTeminalProcessor.from_preset(preset, tokenizer)
+        sr = processor.feature_extractor.sampling_rate
+        audio = [(0.1 * rng.standard_normal(int(seconds * sr))).astype(np.float32) for _ in range(batch_size)]
+        texts = [captions[i % len(captions)] for i in range(batch_size)]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            inputs = processor(text=texts, audio=audio, sampling_rate=sr, return_tensors="pt")
+            loss = model(**inputs, return_loss=True).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+
+        start = time.perf_counter()
+        inputs = processor(text=texts, audio=audio, sampling_rate=sr, return_tensors="pt")
+        features_s = time.perf_counter() - start
+        results[preset] = {
+            "step_s": best_time(step, repeats),
+            "features_s": features_s,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "audio_parameters": sum(p.numel() for p in model.audio_model.parameters()),
+            "input_shape": list(inputs["input_features"].shape),
+        }
+        print(f"{preset:12s} step {results[preset]['step_s']:.3f} s  (features {features_s:.3f} s)  "
+              f"params {results[preset]['parameters'] / 1e6:.2f} M (audio {results[preset]['audio_parameters'] / 1e6:.2f} M)"
+              f"  input {tuple(inputs['input_features'].shape)}")
+    return results
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--clips", type=int, default=32, help="number of clips (default 32)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each clip in seconds (default 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per extractor; the best is kept (default 3)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads value (default 2)")
+    parser.add_argument("--compute_dtype", default="float64", choices=["float64", "float32"],
+                        help="STFT precision of the hf-alm extractor (default float64, the exact one)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--train_step", action="store_true",
+                        help="time training steps of the 'small' (HTSAT) and 'small-beats' presets instead")
+    parser.add_argument("--batch_size", type=int, default=32, help="clips per training step with --train_step")
+    parser.add_argument("--step_seconds", type=float, default=2.0, help="clip length for --train_step (default 2)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.train_step:
+        result = train_step_times(["small", "small-beats"], batch_size=args.batch_size, seconds=args.step_seconds,
+                                  repeats=args.repeats)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(result, fh, indent=2)
+        return result
+
+    from transformers import ClapFeatureExtractor
+
+    from hf_alm.modeling.clap_teminal import ClapTeminalFeatureExtractor
+
+    clips = make_clips(args.clips, args.seconds)
+    max_length_s = max(10, int(np.ceil(args.seconds)))
+    reference = ClapFeatureExtractor(frequency_min=50, frequency_max=14000, max_length_s=max_length_s,
+                                     truncation="rand_trunc", padding="repeatpad")
+    ours = ClapTeminalFeatureExtractor(frequency_min=50, frequency_max=14000, max_length_s=max_length_s,
+                                       truncation="rand_trunc", padding="repeatpad", compute_dtype=args.compute_dtype)
+
+    ref_out = reference(clips, sampling_rate=SR, return_tensors="pt")["input_features"].float()
+    our_out = ours(clips, sampling_rate=SR, return_tensors="pt")["input_features"]
+    max_diff = (ref_out - our_out).abs().max().item()
+
+    audio_seconds = args.clips * args.seconds
+    t_ref = best_time(lambda: reference(clips, sampling_rate=SR, return_tensors="pt"), args.repeats)
+    t_ours = best_time(lambda: ours(clips, sampling_rate=SR, return_tensors="pt"), args.repeats)
+    result = {
+        "clips": args.clips,
+        "seconds_per_clip": args.seconds,
+        "threads": args.threads,
+        "compute_dtype": args.compute_dtype,
+        "transformers_audio_s_per_s": audio_seconds / t_ref,
+        "hf_alm_audio_s_per_s": audio_seconds / t_ours,
+        "speedup": t_ref / t_ours,
+        "max_abs_diff_db": max_diff,
+        "shape": list(our_out.shape),
+        "torch": torch.__version__,
+    }
+    print(f"clips: {args.clips} x {args.seconds:g} s at {SR} Hz, torch threads {args.threads}")
+    print(f"transformers ClapFeatureExtractor : {result['transformers_audio_s_per_s']:10.1f} audio-s/s")
+    print(f"hf-alm ClapTeminalFeatureExtractor: {result['hf_alm_audio_s_per_s']:10.1f} audio-s/s "
+          f"({args.compute_dtype})")
+    print(f"speed-up: {result['speedup']:.1f}x   max |difference|: {max_diff:.2e} dB   features {tuple(our_out.shape)}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
