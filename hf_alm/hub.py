@@ -31,9 +31,9 @@ What gets staged (atomically, through :func:`hf_alm.utils.atomic_directory`):
 * ``eval_results.json`` when there is one, and ``README.md``: a model card rendered from ``model_cards/<family>.md``
   (``huggingface_hub.ModelCard`` / ``ModelCardData``) whose ``model-index`` is built from the evaluation results.
 
-Then ``HfApi.create_repo(exist_ok=True)`` and one ``upload_folder`` commit. Before any upload a short request checks
-that the Hub is reachable and the token is accepted, so offline mode, DNS failures, refused connections, timeouts and
-401/403 answers become a :class:`HubPublishError` naming the cause within seconds. Publishing never writes into the
+Then ``HfApi.create_repo(exist_ok=True)`` and one ``upload_folder`` commit. Before anything else a short request
+checks that the Hub is reachable and the token is accepted, so offline mode, DNS failures, refused connections,
+timeouts and 401/403 answers become a :class:`HubPublishError` naming the cause within seconds. Publishing never writes into the
 source folder.
 """
 
@@ -158,7 +158,8 @@ def load_eval_results(eval_results) -> dict[str, Any]:
 
     stages = [k for k, v in eval_results.items() if is_stage(v)]
     top_numbers = any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in eval_results.values())
-    if stages and not top_numbers and (len(stages) > 1 or re.search(r"stage|final|epoch|train|^[ab]$", stages[0], re.I)):
+    named_like_stage = bool(stages) and re.search(r"stage|final|epoch|train|^[ab]$", stages[0], re.I)
+    if stages and not top_numbers and (len(stages) > 1 or named_like_stage):
         chosen = "final" if "final" in stages else stages[-1]
         flat = _flatten(eval_results[chosen])
         flat.setdefault("stage", chosen)
@@ -283,7 +284,8 @@ def render_model_card(config, *, repo_id: str, eval_results=None, family: str | 
     datasets_meta = card_kwargs.get("datasets")
     if isinstance(datasets_meta, str):
         datasets_meta = [datasets_meta]
-    tags = list(dict.fromkeys(["hf-alm", "audio", "custom_code", *info.get("tags", []), *(card_kwargs.get("tags") or [])]))
+    extra_tags = card_kwargs.get("tags") or []
+    tags = list(dict.fromkeys(["hf-alm", "audio", "custom_code", *info.get("tags", []), *extra_tags]))
     eval_list = build_eval_results(
         metrics, family_task=pipeline_tag or "audio-classification", dataset_name=card_kwargs.get("dataset_name"),
         dataset_type=card_kwargs.get("dataset_type"),
@@ -451,6 +453,10 @@ def stage(model_or_dir, stage_dir, *, repo_id: str, processor=None, eval_results
                                                    encoding="utf-8")
         _run_remote_code_hooks(model, processor, tmp)
         _check_remote_code(tmp, model)
+        sampling_rate = getattr(processor, "sampling_rate", None) or getattr(
+            getattr(processor, "feature_extractor", None), "sampling_rate", None)
+        if sampling_rate and "sampling_rate" not in card_kwargs:
+            card_kwargs["sampling_rate"] = int(sampling_rate)
         card = render_model_card(model.config, repo_id=repo_id, eval_results=metrics_raw, **card_kwargs)
         (tmp / "README.md").write_text(str(card), encoding="utf-8")
     return stage_dir
@@ -613,10 +619,10 @@ def publish(model_or_dir, repo_id: str, *, processor=None, eval_results=None, pr
         tmp_root = tempfile.mkdtemp(prefix="hf-alm-publish-")
         stage_dir = Path(tmp_root) / repo_id.replace("/", "--")
     try:
+        check_hub_access(token=token, endpoint=endpoint, timeout=timeout)  # fail fast, before any heavy work
         folder = stage(model_or_dir, stage_dir, repo_id=repo_id, processor=processor, eval_results=eval_results,
                        **card_kwargs)
         files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-        check_hub_access(token=token, endpoint=endpoint, timeout=timeout)
         api = HfApi(endpoint=_endpoint(endpoint), token=_resolve_token(token), library_name="hf-alm",
                     library_version=__version__)
         try:

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
 
 import httpx2
-import numpy as np
 import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard, metadata_load
@@ -205,7 +201,8 @@ def test_publish_stages_one_commit_with_card_and_remote_code(tiny_classifier_dir
     assert data.license == "mit" and data.base_model == "tester/tiny-edge-base" and data.datasets == ["tester/sounds"]
     assert {"hf-alm", "audio", "custom_code"} <= set(data.tags)
     eval_json = json.loads((tiny_classifier_dir / "eval_results.json").read_text())
-    assert [(r.metric_type, r.metric_value) for r in data.eval_results] == [("accuracy", eval_json["final"]["accuracy"])]
+    final_accuracy = eval_json["final"]["accuracy"]
+    assert [(r.metric_type, r.metric_value) for r in data.eval_results] == [("accuracy", final_accuracy)]
     meta = metadata_load(tmp_path / "staged" / "README.md")
     assert meta["model-index"][0]["results"][0]["metrics"][0]["value"] == eval_json["final"]["accuracy"]
     for section in ("## How to use", "## Training data and procedure", "## Evaluation", "## Limitations",
@@ -244,7 +241,7 @@ def test_offline_mode_is_a_clear_error(tiny_classifier_dir, hub_stub, monkeypatc
     with pytest.raises(hub.HubPublishError) as err:
         hub.publish(tiny_classifier_dir, "tester/x", token="hf_test", stage_dir=tmp_path / "st")
     _assert_failed_cleanly(err, hub_stub, tiny_classifier_dir, before, "offline", "HF_HUB_OFFLINE")
-    assert (tmp_path / "st" / "model.safetensors").is_file()  # the staged folder is complete for a later retry
+    assert not (tmp_path / "st").exists() and not hub_stub.calls  # checked before any work
 
 
 @pytest.mark.parametrize("status, needle", [(401, "401 Unauthorized"), (403, "403 Forbidden")])
@@ -338,50 +335,3 @@ def test_invalid_repo_id_is_rejected_before_any_work(repo_id, tiny_classifier_di
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         hub.stage(tmp_path, tmp_path / "out", repo_id="me/x")
-
-
-# --------------------------------------------------------------------------- remote code in a fresh process
-def _run_isolated(code: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(cwd / "hf_home"), OMP_NUM_THREADS="1", TRANSFORMERS_VERBOSITY="error")
-    return subprocess.run([sys.executable, "-c", BLOCK_HF_ALM + "\n" + code], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def test_staged_folder_loads_without_hf_alm_and_card_snippets_run(tiny_classifier_dir, tmp_path):
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-
-    staged = hub.stage(tiny_classifier_dir, tmp_path / "staged", repo_id="tester/tiny-edge")
-    audio = np.random.default_rng(1).uniform(-0.5, 0.5, 16000).astype(np.float32)
-    np.save(tmp_path / "audio.npy", audio)
-    fe = AutoFeatureExtractor.from_pretrained(tiny_classifier_dir)
-    model = AutoModelForAudioClassification.from_pretrained(tiny_classifier_dir).eval()
-    with torch.no_grad():
-        expected = model(**fe(audio, sampling_rate=16000, return_tensors="pt")).logits.numpy()
-
-    code = textwrap.dedent(f"""
-        import numpy as np, torch
-        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-        fe = AutoFeatureExtractor.from_pretrained({str(staged)!r}, trust_remote_code=True)
-        model = AutoModelForAudioClassification.from_pretrained({str(staged)!r}, trust_remote_code=True).eval()
-        assert not type(model).__module__.startswith("hf_alm"), type(model).__module__
-        audio = np.load({str(tmp_path / 'audio.npy')!r})
-        with torch.no_grad():
-            logits = model(**fe(audio, sampling_rate=16000, return_tensors="pt")).logits
-        np.save({str(tmp_path / 'logits.npy')!r}, logits.numpy())
-        print("loaded", type(model).__module__)
-    """)
-    proc = _run_isolated(code, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "transformers_modules" in proc.stdout
-    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, rtol=1e-5, atol=1e-6)
-
-    # every python snippet of the card runs against the staged folder (repo id replaced by the local path)
-    readme = (staged / "README.md").read_text()
-    snippets = re.findall(r"```python\n(.*?)```", readme, re.S)
-    assert len(snippets) == 2 and all("trust_remote_code=True" in s for s in snippets)
-    script = "\n".join(s.replace('"tester/tiny-edge"', repr(str(staged))) for s in snippets)
-    proc = _run_isolated(script, tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r"'label': '(dog_bark|rain|siren)'", proc.stdout) and proc.stdout.strip().splitlines()[-1] in {
-        "dog_bark", "rain", "siren"}
