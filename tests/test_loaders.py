@@ -311,12 +311,16 @@ def test_hub_loader_on_a_local_saved_dataset(saved_dataset):
     train = dd["train"]
     assert {"audio", "label", "label_name", "captions", "fold", "split"} <= set(train.column_names)
     assert "sound" not in train.column_names and "kind" not in train.column_names
-    assert train.features["label"].names == ["a", "b"]
+    # string labels get one class list across splits (ids agree, splits concatenate)
+    assert train.features["label"].names == dd["validation"].features["label"].names == ["a", "b", "c"]
     assert train["label_name"] == ["b", "a", "b"] and train["label"] == [1, 0, 1]
     assert train["captions"] == [["x"], ["y"], ["z"]]
+    both = datasets.concatenate_datasets([dd["train"], dd["validation"]])
+    assert both["label"] == [1, 0, 1, 2] and both["split"] == ["train"] * 3 + ["validation"]
     _assert_decodes(train)
     val = load_hub(saved_dataset, split="validation", audio_column="sound", label_column="kind")
     assert isinstance(val, datasets.Dataset) and val["split"] == ["validation"] and val["captions"] == [["the sound of c"]]
+    assert val["label"] == [2] and val.features["label"].names == ["a", "b", "c"]
     stream = load_hub(saved_dataset, streaming=True, audio_column="sound", caption_column="text")
     assert isinstance(stream, datasets.IterableDatasetDict)
     rows = list(stream["train"])

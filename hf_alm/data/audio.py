@@ -5,7 +5,8 @@
 
 * a file path (``str`` / ``os.PathLike``; wav, flac, ogg, mp3 and whatever else FFmpeg reads) or encoded ``bytes`` /
   ``bytearray`` / ``memoryview`` / a binary file object, decoded with ``torchcodec.decoders.AudioDecoder``;
-* a numpy array, a torch tensor or a list of numbers together with ``source_sampling_rate``;
+* a numpy array, a torch tensor or a list of numbers (read as float samples) together with
+  ``source_sampling_rate``;
 * a ``{"array": ..., "sampling_rate": ...}`` dict, or a ``{"path": ..., "bytes": ...}`` dict (what ``datasets``
   stores for ``Audio(decode=False)`` columns);
 * a ``torchcodec`` ``AudioDecoder`` (what ``datasets`` >= 4 yields for ``Audio`` columns) or ``AudioSamples``;

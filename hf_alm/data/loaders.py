@@ -472,6 +472,7 @@ def _normalise(
     caption_column: str | None = None,
     sampling_rate: int | None = None,
     split_name: str | None = None,
+    label_names: list[str] | None = None,
 ):
     """Bring one Dataset / IterableDataset to the common schema without decoding audio."""
     datasets = _datasets()
@@ -513,7 +514,7 @@ def _normalise(
             if "label" in columns:
                 ds = ds.remove_columns("label")
             ds = ds.rename_column(label_column, "label")
-        ds = _normalise_label(ds, iterable, where)
+        ds = _normalise_label(ds, iterable, where, label_names)
 
     # captions
     columns = list(ds.features)
@@ -569,35 +570,43 @@ def _imap(ds, fn: Callable, column: str, new_features: dict, remove: str | None 
                   features=_datasets().Features(features))
 
 
-def _normalise_label(ds, iterable: bool, where: str):
+def _raw_labels(ds, where: str, column: str = "label") -> list:
+    values = _column_values(ds, column)
+    bad = next((v for v in values if v is None or isinstance(v, (list, tuple, dict, float))), "ok")
+    if bad != "ok":
+        raise DatasetLayoutError(f"{where}: label column holds a {type(bad).__name__} value ({bad!r}); expected one "
+                                 "class per row (a ClassLabel, a string or an integer)")
+    return values
+
+
+def _label_names(values: Iterable) -> list[str]:
+    """Class names for raw labels: sorted integers (as text) when all are integers, else sorted strings."""
+    values = set(values)
+    if all(isinstance(v, int) for v in values):
+        return [str(v) for v in sorted(values)]
+    return sorted(str(v) for v in values)
+
+
+def _normalise_label(ds, iterable: bool, where: str, names: list[str] | None = None):
+    """``label`` -> ClassLabel (``names``: the class list shared by all splits, else computed here) + ``label_name``."""
     datasets = _datasets()
     if "label_name" in ds.features:
         ds = ds.remove_columns("label_name")
     feature = ds.features["label"]
     string = {"label_name": datasets.Value("string")}
     if isinstance(feature, datasets.ClassLabel):
-        names = feature.names
+        class_names = feature.names
         if iterable:
-            return _imap(ds, lambda i: {"label_name": names[i]}, "label", string)
-        return ds.add_column("label_name", [names[i] for i in _column_values(ds, "label")],
+            return _imap(ds, lambda i: {"label_name": class_names[i]}, "label", string)
+        return ds.add_column("label_name", [class_names[i] for i in _column_values(ds, "label")],
                              feature=datasets.Value("string"))
     if iterable:
         # the class list of a stream is unknown until it ends: keep the raw label, name it as text
         return _imap(ds, lambda v: {"label_name": str(v)}, "label", string)
-    values = _column_values(ds, "label")
-    bad = next((v for v in values if v is None or isinstance(v, (list, tuple, dict, float))), "ok")
-    if bad != "ok":
-        raise DatasetLayoutError(f"{where}: label column holds a {type(bad).__name__} value ({bad!r}); expected one "
-                                 "class per row (a ClassLabel, a string or an integer)")
-    if all(isinstance(v, int) for v in values):
-        ints = sorted(set(values))
-        names = [str(v) for v in ints]
-        index = {v: i for i, v in enumerate(ints)}
-        ids = [index[v] for v in values]
-    else:
-        names = sorted({str(v) for v in values})
-        index = {n: i for i, n in enumerate(names)}
-        ids = [index[str(v)] for v in values]
+    values = _raw_labels(ds, where)
+    names = names if names is not None else _label_names(values)
+    index = {n: i for i, n in enumerate(names)}
+    ids = [index[str(v)] for v in values]
     ds = ds.remove_columns("label")
     ds = ds.add_column("label", ids, feature=datasets.ClassLabel(names=names))
     return ds.add_column("label_name", [names[i] for i in ids], feature=datasets.Value("string"))
@@ -605,10 +614,24 @@ def _normalise_label(ds, iterable: bool, where: str):
 
 def _normalise_any(ds, **kw):
     datasets = _datasets()
+    if isinstance(ds, datasets.DatasetDict):
+        # raw (non-ClassLabel) labels get one class list for all splits, so ids agree and splits concatenate
+        column = kw.get("label_column") or "label"
+        parts = [p for p in ds.values() if column in p.column_names]
+        if parts and len(parts) == len(ds) and not isinstance(parts[0].features[column], datasets.ClassLabel):
+            values = []
+            for name, part in ds.items():
+                values += _raw_labels(part, f"dataset split {name!r}", column)
+            kw = {**kw, "label_names": _label_names(values)}
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         return type(ds)({name: _normalise(part, split_name=name, **kw) for name, part in ds.items()})
     split_name = getattr(ds, "split", None)
-    return _normalise(ds, split_name=str(split_name) if split_name is not None else None, **kw)
+    return _normalise(ds, split_name=_split_base(split_name) if split_name is not None else None, **kw)
+
+
+def _split_base(split) -> str:
+    """``"train[:10%]"`` / ``"train+validation"`` -> ``"train"`` / ``"train+validation"``: the name without slicing."""
+    return re.sub(r"\[[^\]]*\]", "", str(split))
 
 
 def load_audiofolder(
@@ -651,8 +674,9 @@ def load_hub(
     A folder written by ``save_to_disk`` is opened with ``datasets.load_from_disk``; anything else goes through
     ``datasets.load_dataset(name_or_path, name, split=split, streaming=streaming, **load_kwargs)`` (a local folder
     of data files included). ``audio_column`` is renamed to ``audio`` (and cast to ``Audio``), ``label_column`` to
-    ``label`` (default: a column named ``label`` if any; strings or integers become a ``ClassLabel``, except when
-    streaming, where the raw value is kept and ``label_name`` is its text), ``caption_column`` to ``captions``
+    ``label`` (default: a column named ``label`` if any; strings or integers become a ``ClassLabel`` whose class list
+    is shared by all splits loaded together, except when streaming, where the raw value is kept and ``label_name``
+    is its text), ``caption_column`` to ``captions``
     (default: ``captions`` or ``caption`` if present; a string becomes a one-item list). ``fold`` (0) and, for
     named splits, ``split`` are added. Returns what the source gives: a ``DatasetDict`` without ``split``, a
     ``Dataset`` with it, iterable versions when streaming.
@@ -669,8 +693,7 @@ def load_hub(
                 raise DatasetLayoutError(f"saved dataset '{local}' has no splits; do not pass split={split!r}")
             if split not in ds:
                 raise DatasetLayoutError(f"saved dataset '{local}' has no split {split!r}; it has {list(ds)}")
-            ds = ds[split]
-            return _normalise(ds, split_name=split, **kw)
+            return _normalise_any(ds, **kw)[split]  # normalised together: one class list for every split
         if streaming:
             ds = ds.to_iterable_dataset() if isinstance(ds, datasets.Dataset) else datasets.IterableDatasetDict(
                 {k: v.to_iterable_dataset() for k, v in ds.items()})
@@ -682,7 +705,7 @@ def load_hub(
                      f"streaming={streaming}); without network only local paths and cached Hub datasets load")
         raise
     if split is not None and not isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        return _normalise(ds, split_name=str(split), **kw)
+        return _normalise(ds, split_name=_split_base(split), **kw)
     return _normalise_any(ds, **kw)
 
 
