@@ -386,7 +386,10 @@ def test_dataset_spec_synthetic_calls_the_synthetic_module(monkeypatch):
     monkeypatch.setattr(synthetic, "make_synthetic_dataset", fake)
     assert load_dataset_spec("synthetic") == "fake dataset"
     assert load_dataset_spec("synthetic:3", seed=5) == "fake dataset"
-    assert calls == [(7, 16000, 0), (3, 16000, 5)]
+    assert load_dataset_spec("synthetic:2", num_per_class=9, sampling_rate=None) == "fake dataset"
+    assert calls == [(7, 16000, 0), (3, 16000, 5), (2, 16000, 0)]
+    with pytest.raises(ValueError, match=r"option streaming=True does not apply to the dataset spec 'synthetic'"):
+        load_dataset_spec("synthetic", streaming=True)
     for bad in ("synthetic:0", "synthetic:x", "synthetic:"):
         with pytest.raises(ValueError, match=r"synthetic"):
             load_dataset_spec(bad)

@@ -40,7 +40,6 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -484,7 +483,7 @@ def resample(
     if not isinstance(waveform, torch.Tensor):
         waveform = torch.as_tensor(np.asarray(waveform))
     if waveform.ndim == 0:
-        raise AudioInputError(f"resample expects (..., samples), got a 0-d tensor")
+        raise AudioInputError("resample expects (..., samples), got a 0-d tensor")
     if not 0.0 < rolloff <= 1.0:
         raise AudioInputError(f"rolloff must be in (0, 1], got {rolloff!r}")
     if int(lowpass_filter_width) != lowpass_filter_width or lowpass_filter_width < 1:

@@ -770,7 +770,7 @@ def load_dataset_spec(spec: str, **kw):
                 n = -1
             if n < 1:
                 raise ValueError(f"bad dataset spec {spec!r}: N in synthetic:N must be a positive integer, got {rest!r}")
-            kw = {"num_per_class": n, **kw}
+            kw = {**kw, "num_per_class": n}  # the N written in the spec wins over a default passed along
         elif sep:
             raise ValueError(f"bad dataset spec {spec!r}: write 'synthetic' or 'synthetic:N'")
         return _call(synthetic.make_synthetic_dataset, (), kw, spec)
