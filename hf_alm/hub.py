@@ -453,6 +453,7 @@ def stage(model_or_dir, stage_dir, *, repo_id: str, processor=None, eval_results
                                                    encoding="utf-8")
         _run_remote_code_hooks(model, processor, tmp)
         _check_remote_code(tmp, model)
+        _check_preprocessor_remote_code(processor)
         sampling_rate = getattr(processor, "sampling_rate", None) or getattr(
             getattr(processor, "feature_extractor", None), "sampling_rate", None)
         if sampling_rate and "sampling_rate" not in card_kwargs:
@@ -524,6 +525,29 @@ def _check_remote_code(folder: Path, model) -> None:
         raise HubPublishError(f"the staged folder is not self-contained: {missing} referenced by auto_map or a "
                               f"relative import but not staged (a model needing another model folder's code must "
                               f"define stage_remote_code(folder) in its modeling module)")
+
+
+def _check_preprocessor_remote_code(processor) -> None:
+    """Custom processors / feature extractors must call ``register_for_auto_class`` so their JSON gets ``auto_map``.
+
+    Without it the Hub repository's preprocessing cannot be loaded without hf-alm (``AutoProcessor`` /
+    ``AutoFeatureExtractor`` / the pipelines fail with "Unrecognized feature extractor").
+    """
+    if processor is None:
+        return
+    parts = [processor] + [getattr(processor, name, None) for name in ("feature_extractor", "image_processor")]
+    for part in parts:
+        if part is None or not hasattr(type(part), "_auto_class"):
+            continue
+        klass = type(part)
+        if klass.__module__.startswith("transformers.") or getattr(klass, "_auto_class", None) is not None:
+            continue
+        kind = "AutoProcessor" if part is processor and len(parts) > 1 and hasattr(part, "feature_extractor") \
+            else ("AutoImageProcessor" if "Image" in klass.__name__ else "AutoFeatureExtractor")
+        raise HubPublishError(
+            f"{klass.__name__} (module {klass.__module__}) does not call register_for_auto_class, so its saved "
+            f"config has no auto_map and the Hub repository could not load it without hf-alm; add "
+            f"{klass.__name__}.register_for_auto_class({kind!r}) to its file")
 
 
 # ------------------------------------------------------------------------------------------------------- upload

@@ -332,6 +332,20 @@ def test_invalid_repo_id_is_rejected_before_any_work(repo_id, tiny_classifier_di
         hub.publish(tiny_classifier_dir, repo_id, token="hf_test")
 
 
+def test_custom_feature_extractor_without_auto_class_is_refused(tiny_classifier_dir, tmp_path):
+    """A custom preprocessor that never calls register_for_auto_class would give a Hub repo whose preprocessing
+    cannot load without hf-alm: staging refuses it and names the fix."""
+    from hf_alm.modeling.tiny_edge_transformer import TinyEdgeTransformerFeatureExtractor
+
+    class UnregisteredFeatureExtractor(TinyEdgeTransformerFeatureExtractor):
+        _auto_class = None
+
+    with pytest.raises(hub.HubPublishError, match=r"UnregisteredFeatureExtractor .*does not call "
+                                                  r"register_for_auto_class.*'AutoFeatureExtractor'"):
+        hub.stage(tiny_classifier_dir, tmp_path / "st", repo_id="me/x", processor=UnregisteredFeatureExtractor())
+    assert not (tmp_path / "st").exists()  # atomic: nothing half-written
+
+
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         hub.stage(tmp_path, tmp_path / "out", repo_id="me/x")
