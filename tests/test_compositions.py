@@ -276,3 +276,13 @@ def test_real_esc10_fold_split(esc10_path):
     row = splits["eval"][0]
     assert "before" in row["caption"] and row["first"] != row["second"]
     assert len(load_audio(row["audio"], SR)) <= 2 * SR
+
+
+def test_many_pairs_keep_their_order_across_chunks(source):
+    comp = make_compositions(source, num_pairs=90, sampling_rate=SR, max_seconds=0.4, include_overlap=False,
+                             pair_id_start=1000)
+    assert len(comp) == 180 and comp["pair_id"] == [1000 + i // 2 for i in range(180)]
+    more = make_compositions(source, num_pairs=140, sampling_rate=SR, max_seconds=0.4, include_overlap=False,
+                             pair_id_start=1000)  # 280 rows: more than one Arrow chunk
+    assert len(more) == 280 and _raw(more.select(range(180))) == _raw(comp)
+    assert more["pair_id"][-1] == 1139

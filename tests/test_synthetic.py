@@ -226,3 +226,14 @@ def test_every_class_sounds_at_extreme_rates_and_durations(sr, duration):
         assert x.shape == (round(duration * sr),) and np.isfinite(x).all()
         assert np.sqrt(np.mean(x.astype(np.float64) ** 2)) > 1e-3, klass.name  # levels are -36..-20 dBFS
         assert np.abs(x).max() <= 0.99 + 1e-6
+
+
+def test_large_dataset_is_assembled_in_order_across_chunks():
+    ds = make_synthetic_dataset(13, sampling_rate=8000, duration_range=(0.1, 0.2), seed=4)  # 260 rows > 1 chunk
+    assert len(ds) == 13 * len(SYNTHETIC_CLASSES)
+    assert ds["source_id"] == list(range(len(ds)))
+    for row in (0, 255, 256, len(ds) - 1):
+        label, index = divmod(row, 13)
+        expected = render_clip(label, index, sampling_rate=8000, seed=4, duration_range=(0.1, 0.2))
+        assert ds[row]["label"] == label and ds[row]["fold"] == index % 5 + 1
+        assert np.array_equal(load_audio(ds[row]["audio"], 8000).numpy(), expected)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .synthetic import _BY_NAME, SyntheticClass, _float_wav_bytes
+from .synthetic import _BY_NAME, SyntheticClass, _ChunkedBuilder, _float_wav_bytes
 
 __all__ = [
     "RELATIONS",
@@ -429,9 +429,23 @@ def make_compositions(
             cache[row] = load_audio(value, sampling_rate).numpy().astype(np.float32, copy=False)
         return cache[row]
 
-    columns: dict[str, list] = {k: [] for k in (
-        "audio", "kind", "first", "second", "first_label", "second_label", "relation", "caption", "captions",
-        "pair_id", "source_ids")}
+    features = datasets.Features(
+        {
+            "audio": datasets.Audio(sampling_rate=sampling_rate),
+            "kind": datasets.Value("string"),
+            "first": datasets.Value("string"),
+            "second": datasets.Value("string"),
+            "first_label": datasets.Value("int64"),
+            "second_label": datasets.Value("int64"),
+            "relation": datasets.Value("string"),
+            "caption": datasets.Value("string"),
+            "captions": datasets.List(datasets.Value("string")),
+            "pair_id": datasets.Value("int64"),
+            "source_ids": datasets.List(datasets.Value("int64")),
+        }
+    )
+    chunks = _ChunkedBuilder(features)
+    columns = chunks.columns
 
     def add(wave, kind, la, lb, ra, rb, relation, pair_id):
         na, nb = names[la], names[lb]
@@ -475,23 +489,8 @@ def make_compositions(
             if peak > _PEAK_LIMIT:
                 mix = mix * np.float32(_PEAK_LIMIT / peak)
             add(mix, "overlap", la, lb, ra, rb, "while", pair_id)
-
-    features = datasets.Features(
-        {
-            "audio": datasets.Audio(sampling_rate=sampling_rate),
-            "kind": datasets.Value("string"),
-            "first": datasets.Value("string"),
-            "second": datasets.Value("string"),
-            "first_label": datasets.Value("int64"),
-            "second_label": datasets.Value("int64"),
-            "relation": datasets.Value("string"),
-            "caption": datasets.Value("string"),
-            "captions": datasets.List(datasets.Value("string")),
-            "pair_id": datasets.Value("int64"),
-            "source_ids": datasets.List(datasets.Value("int64")),
-        }
-    )
-    return datasets.Dataset.from_dict(columns, features=features)
+        chunks.maybe_flush()
+    return chunks.finish()
 
 
 def make_temporal_splits(

@@ -592,6 +592,33 @@ def _float_wav_bytes(x: np.ndarray, sampling_rate: int) -> bytes:
     return b"RIFF" + struct.pack("<I", len(chunks)) + chunks
 
 
+class _ChunkedBuilder:
+    """Collect rows column-wise and turn them into Arrow every ``rows`` rows, so that peak memory stays close to
+    the size of the final table (one big ``from_dict`` holds several copies of all the audio bytes at once)."""
+
+    def __init__(self, features, rows: int = 256):
+        self.features, self.rows = features, rows
+        self.columns: dict[str, list] = {k: [] for k in features}
+        self.parts: list = []
+
+    def maybe_flush(self, force: bool = False) -> None:
+        import datasets
+
+        n = len(next(iter(self.columns.values())))
+        if n and (force or n >= self.rows):
+            self.parts.append(datasets.Dataset.from_dict(self.columns, features=self.features))
+            for values in self.columns.values():
+                values.clear()
+
+    def finish(self):
+        import datasets
+
+        self.maybe_flush(force=True)
+        if not self.parts:
+            return datasets.Dataset.from_dict({k: [] for k in self.features}, features=self.features)
+        return self.parts[0] if len(self.parts) == 1 else datasets.concatenate_datasets(self.parts)
+
+
 def _resolve_classes(classes: Sequence[SyntheticClass | str | int] | None) -> list[SyntheticClass]:
     if classes is None:
         return list(SYNTHETIC_CLASSES)
@@ -676,20 +703,6 @@ def make_synthetic_dataset(
         noise_snr_db_range = _check_range(noise_snr_db_range, "noise_snr_db_range")
     resolved = _resolve_classes(classes)
 
-    audio, labels, names, captions, folds, source_ids = [], [], [], [], [], []
-    for label, klass in enumerate(resolved):
-        class_captions = [klass.noun, *klass.captions]
-        for i in range(int(num_per_class)):
-            clip = render_clip(
-                klass, i, sampling_rate=sampling_rate, seed=seed, duration_range=duration_range,
-                noise_snr_db_range=noise_snr_db_range,
-            )
-            audio.append({"bytes": _float_wav_bytes(clip, sampling_rate), "path": None})
-            labels.append(label)
-            names.append(klass.name)
-            captions.append(list(class_captions))
-            folds.append(i % NUM_FOLDS + 1)
-            source_ids.append(len(source_ids))
     features = datasets.Features(
         {
             "audio": datasets.Audio(sampling_rate=sampling_rate),
@@ -700,8 +713,20 @@ def make_synthetic_dataset(
             "source_id": datasets.Value("int64"),
         }
     )
-    return datasets.Dataset.from_dict(
-        {"audio": audio, "label": labels, "label_name": names, "captions": captions, "fold": folds,
-         "source_id": source_ids},
-        features=features,
-    )
+    chunks = _ChunkedBuilder(features)
+    columns = chunks.columns
+    for label, klass in enumerate(resolved):
+        class_captions = [klass.noun, *klass.captions]
+        for i in range(int(num_per_class)):
+            clip = render_clip(
+                klass, i, sampling_rate=sampling_rate, seed=seed, duration_range=duration_range,
+                noise_snr_db_range=noise_snr_db_range,
+            )
+            columns["audio"].append({"bytes": _float_wav_bytes(clip, sampling_rate), "path": None})
+            columns["label"].append(label)
+            columns["label_name"].append(klass.name)
+            columns["captions"].append(list(class_captions))
+            columns["fold"].append(i % NUM_FOLDS + 1)
+            columns["source_id"].append(label * int(num_per_class) + i)
+            chunks.maybe_flush()
+    return chunks.finish()
