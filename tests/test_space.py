@@ -256,3 +256,39 @@ def test_fifty_concurrent_zero_shot_requests_all_answer_correctly(space):
         assert set(got) == set(labels)
         for label in labels:
             assert abs(got[label] - expected[name][label]) < 1e-5, (name, got, expected[name])
+
+
+def test_build_demo_from_recipe_folders(tmp_path):
+    """Models given as folders (what the recipes write) load through the Auto classes; the app's answers equal the
+    saved models' own forward passes and the page carries no random-model warning."""
+    from hf_alm.data.synthetic import SYNTHETIC_CLASSES
+    from hf_alm.modeling.beats import BeatsFeatureExtractor, BeatsForAudioClassification, tiny_beats_config
+    from hf_alm.modeling.clap_teminal import ClapTeminalConfig, ClapTeminalModel, ClapTeminalProcessor
+    from hf_alm.training.tokenizer import train_caption_tokenizer
+
+    torch.manual_seed(3)
+    tokenizer = train_caption_tokenizer([t for c in SYNTHETIC_CLASSES for t in (c.name, *c.captions)],
+                                        vocab_size=300, model_max_length=32)
+    clap = ClapTeminalModel(ClapTeminalConfig.from_preset("tiny", text_config={"vocab_size": len(tokenizer)})).eval()
+    processor = ClapTeminalProcessor.from_preset("tiny", tokenizer)
+    clap.save_pretrained(tmp_path / "clap")
+    processor.save_pretrained(tmp_path / "clap")
+    beats = BeatsForAudioClassification(tiny_beats_config(id2label={0: "x", 1: "y"}, label2id={"x": 0, "y": 1}))
+    beats.eval().save_pretrained(tmp_path / "beats")
+    BeatsFeatureExtractor().save_pretrained(tmp_path / "beats")
+
+    app = load_app_module()
+    demo = app.build_demo(clap=str(tmp_path / "clap"), beats=str(tmp_path / "beats"), cache_dir=tmp_path / "cache")
+    assert "random weights" not in str(demo.config) and not demo.hf_alm_backends["clap"].is_random
+    fns = {f.api_name: f.fn for f in demo.fns.values()}
+    clip_path = demo.hf_alm_backends["examples"]["bell"]
+    label, _, _ = fns["zero_shot"](str(clip_path), "bell, siren")
+    ref = _reference_probs(app.ZeroShotBackend(clap, processor, "in-memory"),
+                           _load(clip_path, processor.feature_extractor.sampling_rate),
+                           ["This is a sound of bell.", "This is a sound of siren."])
+    np.testing.assert_allclose([label["bell"], label["siren"]], ref, rtol=1e-4, atol=1e-6)
+    tags, _ = fns["tag"](str(clip_path))
+    with torch.no_grad():
+        logits = beats(**BeatsFeatureExtractor()(_load(clip_path, 16000), sampling_rate=16000,
+                                                 return_tensors="pt")).logits[0]
+    np.testing.assert_allclose([tags["x"], tags["y"]], torch.softmax(logits, -1).numpy(), rtol=1e-4, atol=1e-6)
