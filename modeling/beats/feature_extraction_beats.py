@@ -67,13 +67,24 @@ def povey_window(length: int) -> torch.Tensor:
     return torch.hann_window(length, periodic=False, dtype=torch.float32).pow(0.85)
 
 
+@functools.lru_cache(maxsize=8)
+def _interleaved_mel_banks(num_bins: int, n_fft: int, sample_rate: float, low_freq: float,
+                           high_freq: float) -> torch.Tensor:
+    """The mel matrix with every row repeated: ``(re, im)`` pairs of a complex spectrum viewed as reals times this
+    matrix give the mel energies of the power spectrum without a separate ``|X|^2`` reduction."""
+    return kaldi_mel_banks(num_bins, n_fft, sample_rate, low_freq, high_freq).repeat_interleave(2, dim=0).contiguous()
+
+
 def kaldi_fbank(waveforms: torch.Tensor, *, sampling_rate: int = 16000, num_mel_bins: int = 128,
                 frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0, preemphasis: float = 0.97,
                 low_freq: float = 20.0, high_freq: float = 0.0) -> torch.Tensor:
     """Kaldi log-mel filterbank of a batch ``(B, N)`` of waveforms already scaled to int16 range -> ``(B, T, bins)``.
 
     ``T = 1 + (N - frame_length) // frame_shift`` (``snip_edges``); every frame depends only on its own samples, so
-    the first frames of a zero-padded clip equal the frames of the clip alone.
+    the first frames of a zero-padded clip equal the frames of the clip alone. The per-frame arithmetic (DC removal,
+    then pre-emphasis as ``x[i] - 0.97 * x[i - 1]`` with ``x[-1] = x[0]``, then the window) keeps Kaldi's order of
+    operations: pre-emphasis cancels most of the signal in low-energy bands, so a reordered formula changes those
+    bands' log energies by far more than float rounding.
     """
     if waveforms.dim() != 2:
         raise ValueError(f"kaldi_fbank expects a (batch, samples) tensor, got shape {tuple(waveforms.shape)}")
@@ -83,17 +94,25 @@ def kaldi_fbank(waveforms: torch.Tensor, *, sampling_rate: int = 16000, num_mel_
     if waveforms.shape[-1] < win:
         raise ValueError(f"audio of {waveforms.shape[-1]} samples is shorter than one {frame_length_ms:g} ms frame "
                          f"({win} samples at {sampling_rate} Hz)")
+    waveforms = waveforms.to(torch.float32)
     frames = waveforms.unfold(-1, win, hop)  # (B, T, win), a view
-    frames = frames - frames.mean(dim=-1, keepdim=True)  # DC offset
+    batch, num_frames = frames.shape[:2]
+    frames = frames - frames.mean(dim=-1, keepdim=True)  # DC offset (a new contiguous tensor)
+    # the FFT input lives in a zero-padded buffer: no separate padding pass
+    padded = torch.zeros(batch, num_frames, n_fft, dtype=frames.dtype, device=frames.device)
+    window_part = padded[..., :win]
     if preemphasis != 0.0:
-        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
-        frames = frames - preemphasis * previous
-    frames = frames * povey_window(win).to(frames.device)
-    power = torch.fft.rfft(frames, n=n_fft).abs().pow(2.0)
-    mel = torch.matmul(power, kaldi_mel_banks(num_mel_bins, n_fft, float(sampling_rate), low_freq,
-                                              high_freq).to(power.device))
-    eps = torch.tensor(torch.finfo(torch.float32).eps, dtype=mel.dtype, device=mel.device)
-    return torch.max(mel, eps).log()
+        scaled_previous = frames[..., :-1] * preemphasis
+        torch.sub(frames[..., 1:], scaled_previous, out=window_part[..., 1:])
+        torch.sub(frames[..., :1], frames[..., :1] * preemphasis, out=window_part[..., :1])
+    else:
+        window_part.copy_(frames)
+    window_part.mul_(povey_window(win).to(frames.device))
+    spectrum = torch.view_as_real(torch.fft.rfft(padded))  # (B, T, n_fft // 2 + 1, 2)
+    power = spectrum.square_().view(batch, num_frames, -1)  # re^2, im^2 interleaved
+    mel = torch.matmul(power, _interleaved_mel_banks(num_mel_bins, n_fft, float(sampling_rate), low_freq,
+                                                     high_freq).to(power.device))
+    return mel.clamp_min_(torch.finfo(torch.float32).eps).log_()
 
 
 def frame_padding_mask(sample_padding: torch.Tensor, num_frames: int, mode: str = "reference", *,
@@ -248,7 +267,7 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
         """Normalised fbank of a ``(B, N)`` float waveform batch in [-1, 1] -> ``(B, T, feature_size)``."""
         fbank = kaldi_fbank(waveforms * 32768.0, sampling_rate=self.sampling_rate, num_mel_bins=self.feature_size,
                             frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms)
-        return (fbank - self.fbank_mean) / (2 * self.fbank_std)
+        return fbank.sub_(self.fbank_mean).div_(2 * self.fbank_std)
 
 
 BeatsFeatureExtractor.register_for_auto_class()
