@@ -132,7 +132,7 @@ def test_captions_in_both_directions():
         relation_captions("bell", "hiss", "during")
 
 
-# ---------------------------------------------------------------------------------------------------------- compositions
+# ------------------------------------------------------------------------------------------------------ compositions
 
 
 def test_pairs_share_sources_and_differ_only_in_order(source):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -507,7 +507,8 @@ def make_temporal_splits(
 
     The source clips are split first with :func:`split_sources` (``eval_fraction``, ``seed``, ``by``); the train
     compositions use only train sources and the eval compositions only eval sources, so no eval clip was heard in
-    training. Eval pair ids continue after the train ones. ``**kw`` goes to :func:`make_compositions`
+    training. The train compositions use ``seed``, the eval ones ``seed + 1``; eval pair ids continue after the
+    train ones. ``**kw`` goes to :func:`make_compositions`
     (``sampling_rate``, ``gap``, ``crossfade``, ``snr_db``, ``include_reversed``, ``include_overlap``,
     ``max_seconds``, ``noun_phrases``).
     """
