@@ -2,8 +2,6 @@
 by the test with a tokenizer and a ClapFeatureExtractor gives the same embeddings after conversion (1e-5)."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -72,10 +70,10 @@ def test_convert_cli_writes_a_loadable_folder(clap_folder, tmp_path):
     from transformers import AutoModel, AutoProcessor
 
     folder, source, fe, tokenizer = clap_folder
+    from hf_alm.cli import main
+
     dst = tmp_path / "converted"
-    out = subprocess.run([sys.executable, "-m", "hf_alm.cli", "convert", "clap", str(folder), str(dst)],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    assert main(["convert", "clap", str(folder), str(dst)]) == 0
     assert json.loads((dst / "config.json").read_text())["model_type"] == "hf_alm_clap_teminal"
     model = AutoModel.from_pretrained(dst).eval()
     processor = AutoProcessor.from_pretrained(dst)
@@ -94,11 +92,15 @@ def test_convert_cli_writes_a_loadable_folder(clap_folder, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # atomic: no temporary left over
 
 
-def test_convert_help_and_errors(clap_folder, tmp_path):
+def test_convert_help_and_errors(clap_folder, tmp_path, capsys):
+    from hf_alm.cli import main
     from hf_alm.convert import clap
 
-    out = subprocess.run([sys.executable, "-m", "hf_alm.cli", "convert", "--help"], capture_output=True, text=True)
-    assert "clap" in out.stdout and "Convert a transformers ClapModel folder" in out.stdout
+    for argv in (["convert", "--help"], ["convert", "clap", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    help_text = capsys.readouterr().out
+    assert "Convert a transformers ClapModel folder" in help_text and "--no_verify" in help_text
     with pytest.raises(FileNotFoundError, match="source ClapModel folder not found"):
         clap.convert(tmp_path / "nope", tmp_path / "dst")
     # a checkpoint whose weights do not match its config: clear error naming the keys, nothing written
