@@ -139,3 +139,55 @@ def test_clear_errors(tiny):
         tiny.get_audio_features(input_features=torch.zeros(1, 1, 51, 64))
     with pytest.raises(ValueError, match="input_features is required"):
         tiny.get_audio_features(input_features=None)
+
+
+def test_hidden_states_pass_through_to_both_towers(tiny):
+    ids, mask, feats = _inputs(tiny.config)
+    with torch.no_grad():
+        out = tiny(input_ids=ids, attention_mask=mask, input_features=feats, output_hidden_states=True)
+    assert len(out.text_model_output.hidden_states) == tiny.config.text_config.num_hidden_layers + 1
+    assert out.audio_model_output.hidden_states is not None and len(out.audio_model_output.hidden_states) > 0
+
+
+def test_any_automodel_text_tower():
+    """A BERT text tower from its config dict: pooled output projected, saved and reloaded through AutoModel."""
+    config = ClapTeminalConfig.from_preset("tiny", text_config={
+        "model_type": "bert", "vocab_size": 99, "hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 32, "max_position_embeddings": 32})
+    assert type(config.text_config).__name__ == "BertConfig"
+    torch.manual_seed(0)
+    model = ClapTeminalModel(config).eval()
+    assert type(model.text_model).__name__ == "BertModel"
+    ids = torch.randint(0, 99, (2, 6))
+    with torch.no_grad():
+        emb = model.get_text_features(input_ids=ids).pooler_output
+        manual = F.normalize(model.text_projection(model.text_model(input_ids=ids).pooler_output), dim=-1)
+    assert emb.shape == (2, 16) and torch.allclose(emb, manual, atol=1e-6)
+
+
+def test_beats_tower_pools_valid_frames_only():
+    """BEATs tower: the clip embedding is the mean of the encoder frames that are not padding, so a clip padded in
+    a batch embeds like the clip alone (time-aligned padding mode)."""
+    pytest.importorskip("hf_alm.modeling.beats")
+    from hf_alm.modeling.beats import BeatsFeatureExtractor
+
+    torch.manual_seed(0)
+    config = ClapTeminalConfig.from_preset("tiny-beats")
+    model = ClapTeminalModel(config).eval()
+    fe = BeatsFeatureExtractor(padding_mode="time_aligned")
+    g = torch.Generator().manual_seed(0)
+    long_clip, short_clip = torch.randn(16000, generator=g) * 0.1, torch.randn(6400, generator=g) * 0.1
+    batch = fe([long_clip, short_clip], sampling_rate=16000, return_tensors="pt")
+    alone = fe([short_clip], sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        out = model.get_audio_features(input_features=batch["input_values"], attention_mask=batch["attention_mask"])
+        ref = model.get_audio_features(input_features=alone["input_values"], attention_mask=alone["attention_mask"])
+        hidden = out.last_hidden_state[1]
+        valid = ~model.audio_model(batch["input_values"], attention_mask=batch["attention_mask"]).padding_mask[1]
+        manual = F.normalize(model.audio_projection(hidden[valid].mean(0)), dim=-1)
+    assert torch.allclose(out.pooler_output[1], ref.pooler_output[0], atol=1e-5)
+    assert torch.allclose(out.pooler_output[1], manual, atol=1e-6)
+    # the input_values name of the BEATs feature extractor is accepted too (pipeline compatibility)
+    with torch.no_grad():
+        alias = model.get_audio_features(input_values=alone["input_values"], attention_mask=alone["attention_mask"])
+    assert torch.allclose(alias.pooler_output, ref.pooler_output)
