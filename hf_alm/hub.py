@@ -128,16 +128,30 @@ def detect_family(config) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ eval results
-_SKIP_KEYS = re.compile(r"(loss|epoch|step|runtime|per_second|num_|count|seed|time|lr|learning_rate)", re.I)
+_METRIC_LIKE = re.compile(r"(accuracy|(^|_)acc$|recall|(^|_)r@?_?\d+$|(^|_)map$|f1|auc|precision)", re.I)
+_NOT_METRIC = re.compile(r"(stdev|_std$|num_items|^num_|_num_|count|loss|time|_s$|_points$|gain|change)", re.I)
 _RECALL = re.compile(r"(?:^|_)(?:r|recall)@?_?(\d+)$", re.I)
+_META_GROUPS = re.compile(r"^(summary|meta|metadata|config|.*_config|training|timing.*|held_out|args|per_fold)$", re.I)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def is_metric_key(key: str) -> bool:
+    """Whether a (flattened) key names a benchmark metric (accuracy, recall@k, mAP, F1, ...), not bookkeeping."""
+    leaf = key.rsplit("/", 1)[-1]
+    return bool(_METRIC_LIKE.search(leaf)) and not _NOT_METRIC.search(leaf)
 
 
 def load_eval_results(eval_results) -> dict[str, Any]:
     """Read ``eval_results`` (a dict or a path to JSON) and return the flat metrics of the final stage.
 
-    Accepts a flat ``{"accuracy": 0.9, ...}``, per-stage dicts (``{"stage_a": {...}, "stage_b": {...}}``; the last
-    stage wins, or the one named ``final``), and nested metric groups (``{"retrieval": {"text_to_audio_R@1": ...}}``,
-    flattened with ``/``). Non-numeric entries (``dataset``, ``split``...) are kept as-is for the card.
+    Accepts a flat ``{"accuracy": 0.9, ...}``; per-stage dicts (``{"base": {...}, "teminal_a": {...},
+    "teminal_b": {...}}``): the stage named by a top-level ``"final"`` string, else a ``"final"`` dict, else the last
+    stage; and nested metric groups (``{"retrieval": {"text_to_audio_R@1": ...}}``, flattened with ``/``). Groups of
+    bookkeeping (``summary``, ``timing_s``, ``training``, ``*_config``...) are never taken for a stage. Top-level
+    scalars (``dataset``, ``split``...) are kept for the card.
     """
     if eval_results is None:
         return {}
@@ -152,22 +166,25 @@ def load_eval_results(eval_results) -> dict[str, Any]:
     if not isinstance(eval_results, dict):
         raise ValueError(f"eval_results must be a dict or a path to a JSON object, got {type(eval_results).__name__}")
 
-    def is_stage(value) -> bool:
-        return isinstance(value, dict) and any(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                               for v in _flatten(value).values())
-
-    stages = [k for k, v in eval_results.items() if is_stage(v)]
-    top_numbers = any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in eval_results.values())
-    named_like_stage = bool(stages) and re.search(r"stage|final|epoch|train|^[ab]$", stages[0], re.I)
-    if stages and not top_numbers and (len(stages) > 1 or named_like_stage):
-        chosen = "final" if "final" in stages else stages[-1]
-        flat = _flatten(eval_results[chosen])
-        flat.setdefault("stage", chosen)
-        for key, value in eval_results.items():  # shared metadata (dataset, split) outside the stages
-            if key not in stages and not isinstance(value, dict):
-                flat.setdefault(key, value)
-        return flat
-    return _flatten(eval_results)
+    stages = [k for k, v in eval_results.items() if isinstance(v, dict) and not _META_GROUPS.match(str(k))
+              and any(is_metric_key(f) and _is_number(x) for f, x in _flatten(v).items())]
+    top_metrics = any(is_metric_key(k) and _is_number(v) for k, v in eval_results.items())
+    final = eval_results.get("final")
+    chosen = None
+    if isinstance(final, str) and final in stages:
+        chosen = final
+    elif "final" in stages:
+        chosen = "final"
+    elif stages and not top_metrics:
+        chosen = stages[-1]
+    if chosen is None:
+        return _flatten({k: v for k, v in eval_results.items() if not _META_GROUPS.match(str(k))})
+    flat = _flatten(eval_results[chosen])
+    flat.setdefault("stage", chosen)
+    for key, value in eval_results.items():  # shared metadata (dataset, split) outside the stages
+        if key not in stages and key != "final" and not isinstance(value, (dict, list)):
+            flat.setdefault(key, value)
+    return flat
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -181,41 +198,47 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_RETRIEVAL_DIRECTIONS = (
+    (r"(t2a|text_to_audio|text2audio)", "text-to-audio-retrieval", "Text-to-audio retrieval"),
+    (r"(a2t|audio_to_text|audio2text)", "audio-to-text-retrieval", "Audio-to-text retrieval"),
+    (r"(t2i|text_to_image|text2image)", "text-to-image-retrieval", "Text-to-image retrieval"),
+    (r"(i2t|image_to_text|image2text)", "image-to-text-retrieval", "Image-to-text retrieval"),
+)
+
+
 def _metric_spec(key: str, family_task: str) -> dict | None:
     """Map a metric key to EvalResult fields, or None to leave it out of the model-index."""
+    if not is_metric_key(key):
+        return None
     leaf = key.rsplit("/", 1)[-1]
     low = leaf.lower()
-    if _SKIP_KEYS.search(low) and not low.endswith("accuracy"):
-        return None
+    words = leaf.replace("_", " ")
     recall = _RECALL.search(low)
     if recall:
         k = recall.group(1)
-        direction = low[: recall.start()].strip("_")
-        if re.search(r"(t2a|text_to_audio|text2audio)", direction):
-            task, task_name = "text-to-audio-retrieval", "Text-to-audio retrieval"
-        elif re.search(r"(a2t|audio_to_text|audio2text)", direction):
-            task, task_name = "audio-to-text-retrieval", "Audio-to-text retrieval"
-        else:
-            task, task_name = "audio-text-retrieval", "Audio-text retrieval"
+        direction = low[: recall.start()]
+        task, task_name = "audio-text-retrieval", "Audio-text retrieval"
+        for pattern, t, name in _RETRIEVAL_DIRECTIONS:
+            if re.search(pattern, direction):
+                task, task_name = t, name
+                break
         return dict(task_type=task, task_name=task_name, metric_type=f"recall@{k}", metric_name=f"R@{k}")
-    if "order" in low and "accuracy" in low:
-        return dict(task_type="zero-shot-audio-classification", task_name="ZSTE temporal order",
-                    metric_type="accuracy", metric_name="ZSTE order accuracy")
-    if "relation" in low and "accuracy" in low:
-        return dict(task_type="zero-shot-audio-classification", task_name="ZSTE temporal relation",
-                    metric_type="accuracy", metric_name="ZSTE relation accuracy")
+    if re.search(r"(order|relation|both_events|zste|temporal)", low) and "zero_shot" not in low:
+        prefix = "" if low.startswith("zste") else "ZSTE "
+        return dict(task_type="zero-shot-audio-classification", task_name="ZSTE temporal evaluation",
+                    metric_type="accuracy" if low.endswith("accuracy") else low, metric_name=prefix + words)
     if ("zero_shot" in low or "zeroshot" in low) and "accuracy" in low:
         return dict(task_type="zero-shot-audio-classification", task_name="Zero-shot audio classification",
                     metric_type="accuracy", metric_name="Zero-shot accuracy")
-    if "zste" in low or "temporal" in low:
-        return dict(task_type="zero-shot-audio-classification", task_name="ZSTE", metric_type=leaf, metric_name=leaf)
-    if low in {"accuracy", "acc", "top1_accuracy", "eval_accuracy", "test_accuracy"} or low.endswith("_accuracy"):
+    if low in {"accuracy", "acc", "eval_accuracy", "test_accuracy"}:
         return dict(task_type="audio-classification", task_name="Audio classification", metric_type="accuracy",
-                    metric_name=leaf.replace("_", " ").capitalize() if low not in {"accuracy", "acc"} else "Accuracy")
-    if low in {"map", "mean_average_precision", "f1", "macro_f1", "micro_f1", "top5_accuracy", "auc", "roc_auc"}:
-        return dict(task_type="audio-classification", task_name="Audio classification", metric_type=low,
-                    metric_name=leaf)
-    return dict(task_type=family_task, task_name=None, metric_type=leaf, metric_name=leaf)
+                    metric_name="Accuracy")
+    if family_task in ("audio-classification", "feature-extraction"):
+        task, task_name = "audio-classification", "Audio classification"
+    else:
+        task, task_name = family_task, None
+    metric_type = "accuracy" if low.endswith("accuracy") and low == "top1_accuracy" else low
+    return dict(task_type=task, task_name=task_name, metric_type=metric_type, metric_name=words.capitalize())
 
 
 def build_eval_results(metrics: dict[str, Any], *, family_task: str = "audio-classification",
@@ -224,28 +247,44 @@ def build_eval_results(metrics: dict[str, Any], *, family_task: str = "audio-cla
     """Turn flat metrics (see :func:`load_eval_results`) into ``huggingface_hub.EvalResult``s (exact values)."""
     from huggingface_hub import EvalResult
 
-    dataset_type = dataset_type or str(metrics.get("dataset_type") or metrics.get("dataset") or "synthetic")
-    dataset_type = dataset_type.split(":", 1)[0]
-    dataset_name = dataset_name or str(metrics.get("dataset_name") or _DATASET_NAMES.get(dataset_type, dataset_type))
+    spec_type, spec_name = _dataset_from_spec(dataset_name or metrics.get("dataset_name") or metrics.get("dataset"))
+    dataset_type = dataset_type or spec_type
+    dataset_name = spec_name
     dataset_split = dataset_split or (str(metrics["split"]) if metrics.get("split") is not None else None)
     results = []
     for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        if not _is_number(value):
             continue
         spec = _metric_spec(key, family_task)
         if spec is None:
             continue
+        group = key.rsplit("/", 1)[0] if "/" in key else None
         results.append(EvalResult(
             task_type=spec["task_type"], task_name=spec["task_name"], dataset_type=dataset_type,
             dataset_name=dataset_name, dataset_split=dataset_split, metric_type=spec["metric_type"],
-            metric_name=spec["metric_name"] if "/" not in key else f"{spec['metric_name']} ({key.rsplit('/', 1)[0]})",
+            metric_name=spec["metric_name"] if group is None else f"{spec['metric_name']} ({group})",
             metric_value=value,
         ))
     return results
 
 
+def _dataset_from_spec(spec) -> tuple[str, str]:
+    """(dataset_type, display name) from a recipe's ``--dataset`` spec; local paths never reach the card."""
+    if not spec:
+        return "synthetic", _DATASET_NAMES["synthetic"]
+    spec = str(spec)
+    prefix = spec.split(":", 1)[0].strip().lower()
+    if prefix in _DATASET_NAMES:
+        return prefix, _DATASET_NAMES[prefix]
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):  # a Hub dataset id
+        return spec, spec
+    name = Path(spec.split(":", 1)[-1]).name or prefix
+    return prefix or name, name
+
+
 _DATASET_NAMES = {
     "synthetic": "hf-alm synthetic sound events",
+    "audiofolder": "audio folder",
     "esc10": "ESC-10",
     "esc50": "ESC-50",
     "fsdd": "Free Spoken Digit Dataset",
@@ -324,7 +363,8 @@ def render_model_card(config, *, repo_id: str, eval_results=None, family: str | 
         base_model=card_kwargs.get("base_model"),
         training_summary=card_kwargs.get("training_summary"),
         extra_limitations=card_kwargs.get("limitations"),
-        dataset_name=card_kwargs.get("dataset_name") or (eval_list[0].dataset_name if eval_list else None),
+        dataset_name=(eval_list[0].dataset_name if eval_list else
+                      (_dataset_from_spec(card_kwargs["dataset_name"])[1] if card_kwargs.get("dataset_name") else None)),
         num_parameters=card_kwargs.get("num_parameters"),
     )
     return card
@@ -432,9 +472,9 @@ def stage(model_or_dir, stage_dir, *, repo_id: str, processor=None, eval_results
         eval_results = source_dir / "eval_results.json"
     metrics_raw = None
     if eval_results is not None:
+        load_eval_results(eval_results)  # validates (clear errors for a missing file, bad JSON, a non-dict)
         metrics_raw = (json.loads(Path(eval_results).read_text(encoding="utf-8"))
                        if isinstance(eval_results, (str, os.PathLike)) else eval_results)
-        load_eval_results(metrics_raw)  # validate before writing anything
 
     stage_dir = Path(stage_dir)
     with atomic_directory(stage_dir) as tmp:
@@ -653,6 +693,7 @@ def publish(model_or_dir, repo_id: str, *, processor=None, eval_results=None, pr
             repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         except Exception as err:  # noqa: BLE001 - re-raised with the cause named
             raise _wrap_hub_error(err, "creating the repository", repo_id) from err
+        repo_id = getattr(repo_url, "repo_id", None) or repo_id  # "name" -> "user/name" (the token's namespace)
         if revision is not None and not create_pr:
             try:
                 api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")

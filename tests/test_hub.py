@@ -140,6 +140,34 @@ def test_load_eval_results_takes_final_stage_and_keeps_metadata():
     assert nested == {"retrieval/text_to_audio_R@5": 0.5, "accuracy": 0.25}
 
 
+def test_load_eval_results_recipe_layouts():
+    """The layouts the recipes write: TeminAL (meta groups first, stages last), ONE-PEACE ("final" names the stage,
+    numeric metadata at the top), tiny edge (top-level means with _stdev, a training-args group)."""
+    teminal = {"dataset": "esc10:/data/esc10", "summary": {"order_accuracy_gain_points": 12.5},
+               "timing_s": {"total_s": 3.0}, "teminal_config": {"alpha_same": 1.0, "accuracy_weight": 2.0},
+               "base": {"order_accuracy": 0.5}, "teminal_a": {"order_accuracy": 0.6},
+               "teminal_b": {"order_accuracy": 0.75, "order_num_items": 40, "text_to_audio_R@5": 0.5}}
+    flat = hub.load_eval_results(teminal)
+    assert flat["stage"] == "teminal_b" and flat["order_accuracy"] == 0.75 and flat["dataset"] == "esc10:/data/esc10"
+    results = hub.build_eval_results(flat, family_task="zero-shot-audio-classification")
+    assert {(r.metric_name, r.metric_value) for r in results} == {("ZSTE order accuracy", 0.75), ("R@5", 0.5)}
+    assert {(r.dataset_type, r.dataset_name) for r in results} == {("esc10", "ESC-10")}  # no local path in the card
+
+    one_peace = {"dataset": "synthetic", "num_parameters": 12345, "final": "stage2",
+                 "stage1": {"audio_to_text_R@1": 0.1}, "stage2": {"audio_to_text_R@1": 0.3, "image_to_text_R@1": 0.2,
+                                                                  "zste_zero_shot_accuracy": 0.4}}
+    flat = hub.load_eval_results(one_peace)
+    assert flat["stage"] == "stage2" and flat["audio_to_text_R@1"] == 0.3
+    tasks = {r.task_type: r.metric_value for r in hub.build_eval_results(flat)}
+    assert tasks == {"audio-to-text-retrieval": 0.3, "image-to-text-retrieval": 0.2,
+                     "zero-shot-audio-classification": 0.4}
+
+    tiny = {"dataset": "synthetic:5", "num_parameters": 6324, "accuracy": 0.3, "accuracy_stdev": 0.01,
+            "macro_f1": 0.2, "per_fold": [{"accuracy": 0.3}], "training": {"batch_size": 8, "learning_rate": 1e-3}}
+    results = hub.build_eval_results(hub.load_eval_results(tiny))
+    assert {(r.metric_type, r.metric_value) for r in results} == {("accuracy", 0.3), ("macro_f1", 0.2)}
+
+
 @pytest.mark.parametrize("bad, match", [(["accuracy", 1.0], "must be a dict"), ("/no/such/eval_results.json",
                                                                                    "not found")])
 def test_load_eval_results_bad_input_names_the_problem(bad, match):
