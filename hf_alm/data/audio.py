@@ -35,11 +35,12 @@ Every error is an :class:`AudioInputError` (a ``ValueError``) whose message name
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -414,8 +415,9 @@ def load_audio(source: Any, sampling_rate: int, *, source_sampling_rate: int | N
 # resampling
 
 
-def _sinc_kernel(up: int, down: int, lowpass_filter_width: int, rolloff: float, dtype, device):
-    """Polyphase windowed-sinc weights, shape ``(up, taps)``.
+@functools.lru_cache(maxsize=32)
+def _sinc_kernel_f64(up: int, down: int, lowpass_filter_width: int, rolloff: float) -> tuple[torch.Tensor, int]:
+    """Polyphase windowed-sinc weights, shape ``(up, taps)``, float64 on the CPU (cached: built once per rate pair).
 
     Output sample ``n`` sits at input time ``t = n * down / up`` (in input samples). With ``c = floor(t)`` and the
     phase ``p = n mod up`` (``t - c = (p * down mod up) / up``), it is ``sum_j x[c - half + 1 + j] * w[p, j]``,
@@ -434,29 +436,50 @@ def _sinc_kernel(up: int, down: int, lowpass_filter_width: int, rolloff: float, 
     window = torch.cos(u * (math.pi / 2)) ** 2
     window = torch.where(tau.abs() <= half_width, window, torch.zeros_like(window))
     weights = scale * torch.special.sinc(scale * tau) * window
-    return weights.to(dtype=dtype, device=device), half
+    return weights, half
+
+
+@functools.lru_cache(maxsize=32)
+def _dense_kernel_f64(up: int, down: int, lowpass_filter_width: int, rolloff: float) -> torch.Tensor:
+    """``(up, span)``: phase ``p``'s taps placed at offset ``floor(p * down / up)`` of a frame of ``span`` inputs."""
+    weights, _ = _sinc_kernel_f64(up, down, lowpass_filter_width, rolloff)
+    taps = weights.shape[1]
+    starts = (torch.arange(up, dtype=torch.int64) * down) // up
+    span = taps + int(starts[-1])
+    kernel = torch.zeros(up, span, dtype=torch.float64)
+    kernel[torch.arange(up)[:, None], starts[:, None] + torch.arange(taps)[None, :]] = weights
+    return kernel
+
+
+@functools.lru_cache(maxsize=8)
+def _on(build: Callable, key: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A cached kernel converted to the data's dtype and device (kept for the next clip at the same rates)."""
+    out = build(*key)
+    return (out[0] if isinstance(out, tuple) else out).to(dtype=dtype, device=device)
 
 
 _DENSE_MAX_WEIGHTS = 1 << 20
+_CHUNK_ELEMENTS = 1 << 22  # bound on the temporary (batch x outputs x taps) tensors, in elements
 
 
-def _resample_dense(x: torch.Tensor, weights: torch.Tensor, half: int, up: int, down: int, out_len: int):
-    """Polyphase resampling as one matmul: frames of ``span`` inputs every ``down`` samples times the ``(up, span)``
-    phase kernels (each phase's ``taps`` weights placed at its offset); ``x`` is ``(B, samples)``."""
-    taps = weights.shape[1]
-    starts = [(p * down) // up for p in range(up)]  # floor(p * down / up): where phase p's taps begin
-    span = taps + starts[-1]
-    kernel = weights.new_zeros(up, span)
-    for p, s in enumerate(starts):
-        kernel[p, s : s + taps] = weights[p]
+def _resample_dense(x: torch.Tensor, kernel: torch.Tensor, half: int, up: int, down: int, out_len: int):
+    """Polyphase resampling as matmuls: frames of ``span`` inputs every ``down`` samples times the ``(up, span)``
+    phase kernels; ``x`` is ``(B, samples)``. Frames are taken in chunks so the copy a matmul of the overlapping
+    (unfolded) frames makes stays bounded."""
+    span = kernel.shape[1]
     frames = -(-out_len // up)
-    needed = (frames - 1) * down + span  # padded input length the conv must see
+    needed = (frames - 1) * down + span  # padded input length the frames cover
     left = half - 1
     right = max(0, needed - left - x.shape[-1])
     xp = torch.nn.functional.pad(x, (left, right))
+    windows = xp.unfold(-1, span, down)[:, :frames]  # (B, frames, span), a view
     # a matmul, not conv1d: cuDNN convolutions run in TF32 by default on recent GPUs (1e-3 errors, measured on an
     # H100), while float32 matmuls stay exact unless the user opted in with torch.set_float32_matmul_precision
-    y = xp.unfold(-1, span, down)[:, :frames] @ kernel.T  # (B, frames, up)
+    step = max(1, _CHUNK_ELEMENTS // (span * x.shape[0]))
+    if step >= frames:
+        y = windows @ kernel.T  # (B, frames, up)
+    else:
+        y = torch.cat([windows[:, i : i + step] @ kernel.T for i in range(0, frames, step)], dim=1)
     return y.reshape(x.shape[0], -1)[:, :out_len]
 
 
@@ -499,8 +522,9 @@ def resample(
     length = shape[-1]
     x = waveform.reshape(-1, length)
     out_len = -(-length * up // down)  # ceil(length * up / down)
-    weights, half = _sinc_kernel(up, down, int(lowpass_filter_width), float(rolloff), x.dtype, x.device)
-    taps = weights.shape[1]
+    key = (up, down, int(lowpass_filter_width), float(rolloff))
+    base, half = _sinc_kernel_f64(*key)
+    taps = base.shape[1]
     if out_len == 0:
         return x.new_zeros(*shape[:-1], 0)
     # Taps of output n are x[c - half + 1 : c + half + 1], c = floor(n * down / up). Two equivalent evaluations:
@@ -508,11 +532,13 @@ def resample(
     # up * that span stays small), else a chunked gather (2 * half taps per output, any rates, bounded memory).
     span = taps + ((up - 1) * down) // up
     if up * span <= _DENSE_MAX_WEIGHTS:
-        return _resample_dense(x, weights, half, up, down, out_len).reshape(*shape[:-1], out_len)
+        kernel = _on(_dense_kernel_f64, key, x.dtype, x.device)
+        return _resample_dense(x, kernel, half, up, down, out_len).reshape(*shape[:-1], out_len)
+    weights = _on(_sinc_kernel_f64, key, x.dtype, x.device)
     x = torch.nn.functional.pad(x, (half - 1, half + 1))
     offsets = torch.arange(taps, device=x.device)
     out = x.new_empty(x.shape[0], out_len)
-    chunk = max(1, (1 << 22) // (taps * max(1, x.shape[0])))
+    chunk = max(1, _CHUNK_ELEMENTS // (taps * max(1, x.shape[0])))
     for start in range(0, out_len, chunk):
         n = torch.arange(start, min(out_len, start + chunk), device=x.device, dtype=torch.int64)
         centre = torch.div(n * down, up, rounding_mode="floor")
