@@ -143,3 +143,21 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.to_dict() == fe.to_dict()
     clip = _clips()[0]
     assert np.array_equal(loaded([clip], sampling_rate=SR)["input_features"], fe([clip], sampling_rate=SR)["input_features"])
+
+
+def test_fusion_mode_long_clips_match_transformers_with_the_same_crops(monkeypatch):
+    """Fusion on a long clip: the shrunk full mel + front / middle / back crops. transformers draws the crop starts
+    with np.random.choice; pinned to the middle of each range it must equal our deterministic choice."""
+    from transformers import ClapFeatureExtractor
+
+    monkeypatch.setattr(np.random, "choice", lambda options: np.asarray(options)[len(options) // 2])
+    rng = np.random.default_rng(5)
+    long_clip = (0.1 * rng.standard_normal(int(SR * 2.7))).astype(np.float32)
+    short_clip = (0.1 * rng.standard_normal(SR // 2)).astype(np.float32)
+    reference = ClapFeatureExtractor(frequency_min=50, max_length_s=1, truncation="fusion")(
+        [long_clip, short_clip], sampling_rate=SR, return_tensors="pt")
+    ours = ClapTeminalFeatureExtractor(max_length_s=1, truncation="fusion")(
+        [long_clip, short_clip], sampling_rate=SR, return_tensors="pt")
+    assert ours["input_features"].shape == reference["input_features"].shape == (2, 4, 101, 64)
+    assert (ours["input_features"] - reference["input_features"].float()).abs().max() <= 1e-4
+    assert ours["is_longer"].tolist() == reference["is_longer"].tolist() == [[True], [False]]
