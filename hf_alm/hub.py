@@ -48,6 +48,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -468,6 +469,10 @@ def stage(model_or_dir, stage_dir, *, repo_id: str, processor=None, eval_results
                          f"got {type(model_or_dir).__name__}")
     if processor is None and source_dir is not None:
         processor = _load_preprocessor_from_dir(source_dir)
+    if processor is None:
+        warnings.warn(f"publishing {type(model).__name__} without a processor / feature extractor: the repository "
+                      f"will have no preprocessing config, so the model card's snippets cannot run; pass processor=",
+                      stacklevel=3)
     if eval_results is None and source_dir is not None and (source_dir / "eval_results.json").is_file():
         eval_results = source_dir / "eval_results.json"
     metrics_raw = None
@@ -494,6 +499,8 @@ def stage(model_or_dir, stage_dir, *, repo_id: str, processor=None, eval_results
         _run_remote_code_hooks(model, processor, tmp)
         _check_remote_code(tmp, model)
         _check_preprocessor_remote_code(processor)
+        if hasattr(model, "num_parameters") and "num_parameters" not in card_kwargs:
+            card_kwargs["num_parameters"] = f"{model.num_parameters():,}"
         sampling_rate = getattr(processor, "sampling_rate", None) or getattr(
             getattr(processor, "feature_extractor", None), "sampling_rate", None)
         if sampling_rate and "sampling_rate" not in card_kwargs:
