@@ -292,3 +292,20 @@ def test_build_demo_from_recipe_folders(tmp_path):
         logits = beats(**BeatsFeatureExtractor()(_load(clip_path, 16000), sampling_rate=16000,
                                                  return_tensors="pt")).logits[0]
     np.testing.assert_allclose([tags["x"], tags["y"]], torch.softmax(logits, -1).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_read_clip_accepts_gradio_numpy_audio_and_rejects_bad_input():
+    """Gradio's numpy audio is (sr, int16 data), possibly stereo: scaled by 1/32768, down-mixed, resampled."""
+    app = load_app_module()
+    t = np.arange(8000) / 8000.0
+    tone = (16384 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    stereo = np.stack([tone, tone], axis=1)
+    clip = app.read_clip((8000, stereo), 16000)
+    assert clip.dtype == np.float32 and clip.shape == (16000,)
+    assert abs(float(np.abs(clip).max()) - 0.5) < 0.01  # 16384 / 32768, whatever the resampler
+    with pytest.raises(gradio.Error, match="empty"):
+        app.read_clip((16000, np.zeros(0, dtype=np.int16)), 16000)
+    with pytest.raises(gradio.Error, match=r"is 40\.0 s long; this demo accepts at most 30 s"):
+        app.read_clip((1000, np.zeros(40000, dtype=np.int16)), 16000)
+    with pytest.raises(gradio.Error, match="No audio"):
+        app.read_clip(None, 16000)

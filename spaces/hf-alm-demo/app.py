@@ -29,6 +29,7 @@ import torch
 DEFAULT_TEMPLATE = "This is a sound of {}."
 MAX_SECONDS = 30.0
 MAX_LABELS = 32
+TEXT_CACHE_SIZE = 4096
 SPECTROGRAM_RATE = 16000
 EXAMPLE_RATE = 16000
 SINGLE_EXAMPLES = ("siren", "bell", "click train", "rising chirp", "knocking", "pink noise burst")
@@ -77,14 +78,19 @@ class ZeroShotBackend:
 
     @torch.no_grad()
     def embed_text(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._text_cache]
+        with self._lock:
+            found = {t: self._text_cache[t] for t in texts if t in self._text_cache}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
             inputs = self.processor(text=missing, padding=True, return_tensors="pt")
             out = self.model.get_text_features(**inputs)
             emb = torch.nn.functional.normalize(getattr(out, "pooler_output", out).float(), dim=-1).numpy()
+            found.update(zip(missing, emb))
             with self._lock:
+                if len(self._text_cache) > TEXT_CACHE_SIZE:  # user-typed labels: keep the cache bounded
+                    self._text_cache.clear()
                 self._text_cache.update(zip(missing, emb))
-        return np.stack([self._text_cache[t] for t in texts])
+        return np.stack([found[t] for t in texts])
 
     def scores(self, clip: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Cosine similarities and softmax probabilities of ``texts`` for one clip."""
