@@ -33,8 +33,8 @@ What gets staged (atomically, through :func:`hf_alm.utils.atomic_directory`):
 
 Then ``HfApi.create_repo(exist_ok=True)`` and one ``upload_folder`` commit. Before anything else a short request
 checks that the Hub is reachable and the token is accepted, so offline mode, DNS failures, refused connections,
-timeouts and 401/403 answers become a :class:`HubPublishError` naming the cause within seconds. Publishing never writes into the
-source folder.
+timeouts and 401/403 answers become a :class:`HubPublishError` naming the cause within seconds. Publishing never
+writes into the source folder.
 """
 
 from __future__ import annotations
@@ -364,8 +364,8 @@ def render_model_card(config, *, repo_id: str, eval_results=None, family: str | 
         base_model=card_kwargs.get("base_model"),
         training_summary=card_kwargs.get("training_summary"),
         extra_limitations=card_kwargs.get("limitations"),
-        dataset_name=(eval_list[0].dataset_name if eval_list else
-                      (_dataset_from_spec(card_kwargs["dataset_name"])[1] if card_kwargs.get("dataset_name") else None)),
+        dataset_name=(eval_list[0].dataset_name if eval_list else _dataset_from_spec(card_kwargs["dataset_name"])[1]
+                      if card_kwargs.get("dataset_name") else None),
         num_parameters=card_kwargs.get("num_parameters"),
     )
     return card
