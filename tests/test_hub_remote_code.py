@@ -2,7 +2,7 @@
 ``trust_remote_code=True`` in a fresh process where ``hf_alm`` cannot be imported, gives the same outputs as the
 in-process hf-alm model, and every Python snippet of its model card runs there (repo id -> the local folder).
 
-Families: the tiny edge classifier, a BEATs classifier, CLAP-TeminAL with its HTSAT tower and with the BEATs tower
+Families: the tiny edge classifier, a BEATs classifier, the bare BEATs encoder (converted checkpoints), CLAP-TeminAL with its HTSAT tower and with the BEATs tower
 whose code lives in another model folder (``stage_remote_code`` copies it in).
 """
 
@@ -64,6 +64,11 @@ def _build_family(name: str, out: Path):
                                    label2id={"dog_bark": 0, "rain": 1, "siren": 2})
         model, pre = BeatsForAudioClassification(config), BeatsFeatureExtractor()
         auto = ("AutoModelForAudioClassification", "AutoFeatureExtractor")
+    elif name == "beats_encoder":  # a converted pre-trained BEATs checkpoint: the bare encoder
+        from hf_alm.modeling.beats import BeatsFeatureExtractor, BeatsModel, tiny_beats_config
+
+        model, pre = BeatsModel(tiny_beats_config()), BeatsFeatureExtractor()
+        auto = ("AutoModel", "AutoFeatureExtractor")
     else:  # CLAP-TeminAL with its HTSAT tower ("clap") or the BEATs tower from another model folder ("clap_beats")
         from hf_alm.modeling.clap_teminal import ClapTeminalConfig, ClapTeminalModel, ClapTeminalProcessor
 
@@ -88,14 +93,15 @@ def _outputs(name, model, pre, audio, sr):
         inputs = pre(text=["a dog barks before rain falls", "rain", "a siren"], audio=[audio], sampling_rate=sr,
                      return_tensors="pt")
         return model(**inputs).logits_per_audio
-    return model(**pre(audio, sampling_rate=sr, return_tensors="pt")).logits
+    out = model(**pre(audio, sampling_rate=sr, return_tensors="pt"))
+    return out.logits if hasattr(out, "logits") else out.last_hidden_state
 """
 _NS: dict = {}
 exec(OUTPUTS_SRC, _NS)  # the same function runs in-process and in the isolated process
 _outputs = _NS["_outputs"]
 
 
-@pytest.mark.parametrize("family", ["tiny_edge", "beats", "clap", "clap_beats"])
+@pytest.mark.parametrize("family", ["tiny_edge", "beats", "beats_encoder", "clap", "clap_beats"])
 def test_staged_folder_loads_without_hf_alm_and_card_snippets_run(family, tmp_path):
     """Stage a recipe-like folder, then in a fresh process where hf_alm cannot be imported: load it with the Auto
     classes and trust_remote_code=True, compare the outputs on the same audio, and run every snippet of the card."""
@@ -112,7 +118,8 @@ def test_staged_folder_loads_without_hf_alm_and_card_snippets_run(family, tmp_pa
 
     readme = (staged / "README.md").read_text()
     snippets = re.findall(r"```python\n(.*?)```", readme, re.S)
-    assert len(snippets) == 2 and all("trust_remote_code=True" in s for s in snippets)
+    assert len(snippets) == (1 if family == "beats_encoder" else 2)
+    assert all("trust_remote_code=True" in s for s in snippets)
     snippet_code = "\n".join(s.replace(f'"{repo_id}"', repr(str(staged))) for s in snippets)
     code = "import numpy as np, torch, transformers\n" + OUTPUTS_SRC + textwrap.dedent(f"""
         model = getattr(transformers, {auto_model!r}).from_pretrained({str(staged)!r}, trust_remote_code=True).eval()
@@ -131,6 +138,8 @@ def test_staged_folder_loads_without_hf_alm_and_card_snippets_run(family, tmp_pa
     if family in ("tiny_edge", "beats"):  # pipeline output, then the Auto-class snippet's arg-max label
         assert re.search(r"'label': '(dog_bark|rain|siren)'", proc.stdout)
         assert proc.stdout.strip().splitlines()[-1] in {"dog_bark", "rain", "siren"}
+    elif family == "beats_encoder":  # feature-extraction card: the frame features' shape
+        assert re.search(r"torch.Size\(\[1, \d+, 64\]\)", proc.stdout.strip().splitlines()[-1]), proc.stdout
     else:  # zero-shot pipeline output, then the ranked before/after/while captions
         assert re.search(r"'label': '(dog bark|rain|siren)'", proc.stdout)
         assert "a dog barks before rain falls" in proc.stdout.strip().splitlines()[-1]
