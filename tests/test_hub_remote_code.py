@@ -2,8 +2,8 @@
 ``trust_remote_code=True`` in a fresh process where ``hf_alm`` cannot be imported, gives the same outputs as the
 in-process hf-alm model, and every Python snippet of its model card runs there (repo id -> the local folder).
 
-Families: the tiny edge classifier, a BEATs classifier, the bare BEATs encoder (converted checkpoints), CLAP-TeminAL with its HTSAT tower and with the BEATs tower
-whose code lives in another model folder (``stage_remote_code`` copies it in).
+Families: the tiny edge classifier, a BEATs classifier, the bare BEATs encoder (converted checkpoints), CLAP-TeminAL
+with its HTSAT tower and with the BEATs tower whose code lives in another model folder (``stage_remote_code`` copies it in).
 """
 
 from __future__ import annotations
