@@ -3,7 +3,8 @@
 in-process hf-alm model, and every Python snippet of its model card runs there (repo id -> the local folder).
 
 Families: the tiny edge classifier, a BEATs classifier, the bare BEATs encoder (converted checkpoints), CLAP-TeminAL
-with its HTSAT tower and with the BEATs tower whose code lives in another model folder (``stage_remote_code`` copies it in).
+with its HTSAT tower and with the BEATs tower whose code lives in another model folder (``stage_remote_code``
+copies it in).
 """
 
 from __future__ import annotations
