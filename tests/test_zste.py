@@ -281,3 +281,53 @@ def test_fast_wav_path_matches_soundfile(tmp_path, subtype, channels):
 
     np.testing.assert_allclose(load_clip({"bytes": data, "path": None}, 16000).numpy(),
                                load_audio({"bytes": data, "path": None}, 16000).numpy(), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def saved_tiny_clap(tmp_path_factory):
+    import hf_alm  # noqa: F401
+    from hf_alm.data.synthetic import SYNTHETIC_CLASSES
+    from hf_alm.modeling.clap_teminal import ClapTeminalConfig, ClapTeminalModel, ClapTeminalProcessor
+    from hf_alm.training.tokenizer import train_caption_tokenizer
+
+    texts = [c for k in SYNTHETIC_CLASSES for c in (k.noun, *k.captions)] + ["before after while, then this is"]
+    tok = train_caption_tokenizer(texts, vocab_size=300, model_max_length=38)
+    torch.manual_seed(0)
+    model = ClapTeminalModel(ClapTeminalConfig.from_preset("tiny", text_config={"vocab_size": len(tok)})).eval()
+    proc = ClapTeminalProcessor.from_preset("tiny", tok)
+    out = tmp_path_factory.mktemp("tiny_clap")
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    return out, model, proc
+
+
+def test_cli_eval_zste_classification_retrieval(saved_tiny_clap, tmp_path):
+    from hf_alm.cli import main
+    from hf_alm.data.compositions import make_compositions
+    from hf_alm.data.synthetic import make_synthetic_dataset
+
+    path, model, proc = saved_tiny_clap
+    out = tmp_path / "zste.json"
+    assert main(["eval", "zste", str(path), "--dataset", "synthetic:2", "--num_pairs", "4", "--seed", "1",
+                 "--output", str(out)]) == 0
+    got = json.loads(out.read_text())["zste"]
+    ds = make_synthetic_dataset(2, sampling_rate=48000)
+    comps = make_compositions(ds, num_pairs=4, sampling_rate=48000, seed=1, max_seconds=0.5)
+    want = evaluate_zste(model, proc, {"compositions": comps, "singles": ds}, sampling_rate=48000,
+                         class_names=ds.features["label"].names, seed=1)
+    for key in ("order_accuracy", "relation_accuracy", "both_events_accuracy", "zero_shot_accuracy",
+                "audio_to_text_R@5"):
+        assert got[key] == pytest.approx(want[key], abs=1e-9), key
+
+    out = tmp_path / "cls.json"
+    assert main(["eval", "classification", str(path), "--dataset", "synthetic:2", "--output", str(out)]) == 0
+    cls = json.loads(out.read_text())["classification"]
+    # argmax zero-shot accuracy equals ZSTE's zero-shot accuracy on the same clips (no exact ties with a real model)
+    assert cls["accuracy"] == pytest.approx(want["zero_shot_accuracy"], abs=1e-9)
+    assert cls["num_examples"] == 40
+
+    out = tmp_path / "ret.json"
+    assert main(["eval", "retrieval", str(path), "--dataset", "synthetic:1", "--output", str(out)]) == 0
+    ret = json.loads(out.read_text())["retrieval"]
+    assert ret["num_audio"] == 20 and 0 <= ret["text_to_audio_R@1"] <= ret["text_to_audio_R@5"] <= 1
+    assert main(["eval", "zste", str(path), "--dataset", "synthetic:2", "--folds", "9"]) == 1  # clear error, exit 1
