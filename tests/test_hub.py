@@ -188,6 +188,53 @@ def test_model_index_values_and_tasks_match_eval_results():
     assert {r.dataset_type for r in results} == {"synthetic"}
 
 
+def _family_config(family):
+    if family == "beats":
+        from hf_alm.modeling.beats import tiny_beats_config
+
+        config = tiny_beats_config(id2label={0: "a", 1: "b"}, label2id={"a": 0, "b": 1})
+        config.architectures = ["BeatsForAudioClassification"]
+    elif family == "clap_teminal":
+        from hf_alm.modeling.clap_teminal import ClapTeminalConfig
+
+        config = ClapTeminalConfig.from_preset("tiny")
+        config.architectures = ["ClapTeminalModel"]
+    elif family == "tiny_edge":
+        from hf_alm.modeling.tiny_edge_transformer import TinyEdgeTransformerConfig
+
+        config = TinyEdgeTransformerConfig.from_preset("tiny")
+        config.architectures = ["TinyEdgeTransformerForAudioClassification"]
+    else:
+        from hf_alm.modeling.one_peace import OnePeaceConfig
+
+        config = OnePeaceConfig.from_preset("tiny")
+        config.architectures = ["OnePeaceModelWithProjection"]
+    return config
+
+
+@pytest.mark.parametrize("family, arxiv, weights_license, pipeline_tag", [
+    ("beats", "2212.09058", "mit", "audio-classification"),
+    ("clap_teminal", "2408.09269", "mit", "zero-shot-audio-classification"),
+    ("tiny_edge", "2103.12157", "mit", "audio-classification"),
+    ("one_peace", "2305.11172", "apache-2.0", "zero-shot-audio-classification"),
+])
+def test_every_family_card_has_metadata_sections_and_citation(family, arxiv, weights_license, pipeline_tag):
+    config = _family_config(family)
+    assert hub.detect_family(config) == family
+    card = hub.render_model_card(config, repo_id=f"tester/{family}", eval_results=EVAL_RESULTS)
+    parsed = ModelCard(str(card))  # huggingface_hub parses (and validates) the YAML and the model-index again
+    assert parsed.data.pipeline_tag == pipeline_tag and parsed.data.license == weights_license
+    assert parsed.data.library_name == "transformers" and "custom_code" in parsed.data.tags
+    values = {r.metric_name: r.metric_value for r in parsed.data.eval_results}
+    assert values["ZSTE order accuracy"] == EVAL_RESULTS["stage_b"]["order_accuracy"]
+    text = str(card)
+    for section in ("## How to use", "## Training data and procedure", "## Evaluation", "## Limitations",
+                    "## License", "## Citation", "```bibtex", arxiv, "trust_remote_code=True"):
+        assert section in text, (family, section)
+    assert f"**Weights** (`model.safetensors`): `{weights_license}`" in text and "**Code**" in text
+    assert "<!-- include:" not in text and "{{ " not in text  # every include and variable was rendered
+
+
 def test_unknown_card_field_is_rejected(tiny_classifier_dir):
     from transformers import AutoConfig
 
