@@ -41,9 +41,27 @@ def test_relative_bias_is_shared_and_gated_per_layer():
     assert sum(n.endswith("grep_a") for n in names) == 3 and sum("grep_linear.weight" in n for n in names) == 3
 
 
+def test_dense_position_bias_is_the_bucket_table():
+    model = _randomise(BeatsModel(tiny_beats_config()))
+    encoder = model.encoder
+    n = 37
+    buckets = relative_position_buckets(n, n, 32, 64)
+    expected = encoder.relative_attention_bias.weight[buckets].permute(2, 0, 1)  # [h, query, key]
+    assert torch.equal(encoder.dense_position_bias(n), expected)
+
+
+VARIANTS = {
+    "released": {},
+    "no_gate": dict(gru_rel_pos=False),
+    "no_relative_bias": dict(relative_position_embedding=False),
+    "pre_ln": dict(layer_norm_first=True, deep_norm=False),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("padded", [False, True])
-def test_eager_and_sdpa_agree(padded):
-    config = tiny_beats_config()
+def test_eager_and_sdpa_agree(padded, variant):
+    config = tiny_beats_config(**VARIANTS[variant])
     model = _randomise(BeatsForAudioClassification(config))
     fe = BeatsFeatureExtractor()
     inputs = fe([_clip(16000, 1), _clip(9000 if padded else 16000, 2)], sampling_rate=16000, return_tensors="pt")

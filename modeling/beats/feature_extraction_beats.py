@@ -67,14 +67,6 @@ def povey_window(length: int) -> torch.Tensor:
     return torch.hann_window(length, periodic=False, dtype=torch.float32).pow(0.85)
 
 
-@functools.lru_cache(maxsize=8)
-def _interleaved_mel_banks(num_bins: int, n_fft: int, sample_rate: float, low_freq: float,
-                           high_freq: float) -> torch.Tensor:
-    """The mel matrix with every row repeated: ``(re, im)`` pairs of a complex spectrum viewed as reals times this
-    matrix give the mel energies of the power spectrum without a separate ``|X|^2`` reduction."""
-    return kaldi_mel_banks(num_bins, n_fft, sample_rate, low_freq, high_freq).repeat_interleave(2, dim=0).contiguous()
-
-
 def kaldi_fbank(waveforms: torch.Tensor, *, sampling_rate: int = 16000, num_mel_bins: int = 128,
                 frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0, preemphasis: float = 0.97,
                 low_freq: float = 20.0, high_freq: float = 0.0) -> torch.Tensor:
@@ -99,7 +91,8 @@ def kaldi_fbank(waveforms: torch.Tensor, *, sampling_rate: int = 16000, num_mel_
     batch, num_frames = frames.shape[:2]
     frames = frames - frames.mean(dim=-1, keepdim=True)  # DC offset (a new contiguous tensor)
     # the FFT input lives in a zero-padded buffer: no separate padding pass
-    padded = torch.zeros(batch, num_frames, n_fft, dtype=frames.dtype, device=frames.device)
+    padded = torch.empty(batch, num_frames, n_fft, dtype=frames.dtype, device=frames.device)
+    padded[..., win:].zero_()
     window_part = padded[..., :win]
     if preemphasis != 0.0:
         scaled_previous = frames[..., :-1] * preemphasis
@@ -109,9 +102,9 @@ def kaldi_fbank(waveforms: torch.Tensor, *, sampling_rate: int = 16000, num_mel_
         window_part.copy_(frames)
     window_part.mul_(povey_window(win).to(frames.device))
     spectrum = torch.view_as_real(torch.fft.rfft(padded))  # (B, T, n_fft // 2 + 1, 2)
-    power = spectrum.square_().view(batch, num_frames, -1)  # re^2, im^2 interleaved
-    mel = torch.matmul(power, _interleaved_mel_banks(num_mel_bins, n_fft, float(sampling_rate), low_freq,
-                                                     high_freq).to(power.device))
+    power = spectrum.square_().sum(dim=-1)  # |X|^2 without the square root of abs()
+    mel = torch.matmul(power, kaldi_mel_banks(num_mel_bins, n_fft, float(sampling_rate), low_freq,
+                                              high_freq).to(power.device))
     return mel.clamp_min_(torch.finfo(torch.float32).eps).log_()
 
 

@@ -121,16 +121,12 @@ class GradMultiply(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
-def relative_position_buckets(query_length: int, key_length: int, num_buckets: int, max_distance: int,
-                              device=None) -> torch.LongTensor:
-    """T5 bidirectional relative-position buckets ``(query_length, key_length)`` of ``key - query``.
+def relative_position_bucket(relative: torch.Tensor, num_buckets: int, max_distance: int) -> torch.LongTensor:
+    """T5 bidirectional bucket of each relative position (``key - query``), elementwise.
 
     Half of the buckets per direction; within a direction, distances below a quarter of ``num_buckets`` get their own
     bucket, larger ones share logarithmically spaced buckets that saturate at ``max_distance``.
     """
-    context = torch.arange(query_length, dtype=torch.long, device=device)[:, None]
-    memory = torch.arange(key_length, dtype=torch.long, device=device)[None, :]
-    relative = memory - context
     half = num_buckets // 2
     buckets = (relative > 0).to(torch.long) * half
     distance = relative.abs()
@@ -141,6 +137,22 @@ def relative_position_buckets(query_length: int, key_length: int, num_buckets: i
     large = max_exact + (log_ratio * (half - max_exact)).to(torch.long)
     large = torch.clamp(large, max=half - 1)
     return buckets + torch.where(is_small, distance, large)
+
+
+def relative_position_buckets(query_length: int, key_length: int, num_buckets: int, max_distance: int,
+                              device=None) -> torch.LongTensor:
+    """T5 bidirectional relative-position buckets ``(query_length, key_length)`` of ``key - query``."""
+    context = torch.arange(query_length, dtype=torch.long, device=device)[:, None]
+    memory = torch.arange(key_length, dtype=torch.long, device=device)[None, :]
+    return relative_position_bucket(memory - context, num_buckets, max_distance)
+
+
+def toeplitz_key_reversed(table: torch.Tensor, length: int) -> torch.Tensor:
+    """``(H, N, N)`` view of a relative-position table ``(H, 2N - 1)`` whose column ``k`` holds the bias of relative
+    position ``key - query = N - 1 - k``: element ``[h, i, j']`` is the bias between query ``i`` and key
+    ``N - 1 - j'`` (keys in reversed order). Reversing the keys makes both strides positive, so the dense bias is a
+    free view; attention does not depend on the order of the keys."""
+    return table.as_strided((table.shape[0], length, length), (table.stride(0), 1, 1))
 
 
 def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -200,21 +212,29 @@ class BeatsAttention(nn.Module):
             w2 = self.grep_linear.weight.view(2, 4, head_dim).sum(1)  # (2, hd)
             b2 = self.grep_linear.bias.view(2, 4).sum(1)  # (2,)
             wq = self.q_proj.weight.view(heads, head_dim, self.embed_dim)
-            weights.append(torch.einsum("jd,hdk->hjk", w2, wq).reshape(2 * heads, self.embed_dim))
+            weights.append(torch.matmul(w2, wq).reshape(2 * heads, self.embed_dim))  # (H, 2, D), contiguous
             biases.append((self.q_proj.bias.view(heads, head_dim) @ w2.t() + b2).reshape(2 * heads))
         projected = F.linear(hidden_states, torch.cat(weights), torch.cat(biases))
         qkv = projected[..., : 3 * self.embed_dim].view(batch, length, 3, heads, head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, hd) views
 
+        # The relative bias comes as a key-reversed Toeplitz table (see ``toeplitz_key_reversed``): the dense
+        # (N, N) bias is never stored, the gated mask below is the layer's only (N, N) tensor. Keys and values are
+        # reversed to match (attention is invariant to the order of the keys).
         mask = None
-        if position_bias is not None:
+        reversed_keys = position_bias is not None
+        if reversed_keys:
+            key, value = key.flip(2), value.flip(2)
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.flip(-1)
+            bias = toeplitz_key_reversed(position_bias, length)
             if use_gate:
                 gates = torch.sigmoid(projected[..., 3 * self.embed_dim:].view(batch, length, heads, 2))
                 gate_a, gate_b = gates.permute(0, 2, 1, 3).unbind(-1)  # (B, H, N) each
                 gate = gate_a * (gate_b * self.grep_a.view(1, heads, 1) - 1.0) + 2.0
-                mask = gate.unsqueeze(-1) * position_bias.unsqueeze(0)  # (B, H, N, N), the only (N, N) allocation
+                mask = gate.unsqueeze(-1) * bias.unsqueeze(0)  # (B, H, N, N)
             else:
-                mask = position_bias.unsqueeze(0).to(query.dtype)
+                mask = bias.unsqueeze(0).to(query.dtype, copy=True)  # (1, H, N, N)
         if key_padding_mask is not None and bool(key_padding_mask.any()):
             neg = torch.finfo(query.dtype).min
             keys = key_padding_mask[:, None, None, :]
@@ -237,7 +257,9 @@ class BeatsAttention(nn.Module):
             self, query, key, value, mask, dropout=self.attention_dropout if self.training else 0.0,
             scaling=self.scaling)
         attn_output = self.out_proj(attn_output.reshape(batch, length, self.embed_dim))
-        return attn_output, (attn_weights if output_attentions else None)
+        if not output_attentions:
+            return attn_output, None
+        return attn_output, (attn_weights.flip(-1) if reversed_keys else attn_weights)
 
 
 class BeatsEncoderLayer(GradientCheckpointingLayer):
@@ -312,15 +334,20 @@ class BeatsEncoder(nn.Module):
         self.gradient_checkpointing = False
 
     def compute_position_bias(self, length: int) -> torch.Tensor:
-        """Ungated relative position bias ``(H, length, length)``."""
+        """Ungated relative position bias as a key-reversed Toeplitz table ``(H, 2 * length - 1)`` (column ``k`` is
+        relative position ``length - 1 - k``); ``toeplitz_key_reversed`` turns it into the ``(H, N, N)`` bias."""
         device = self.relative_attention_bias.weight.device
         key = (length, str(device))
         buckets = self._buckets.get(key)
         if buckets is None:
-            buckets = relative_position_buckets(length, length, self.config.num_buckets, self.config.max_distance,
-                                                device=device)
+            relative = torch.arange(length - 1, -length, -1, dtype=torch.long, device=device)
+            buckets = relative_position_bucket(relative, self.config.num_buckets, self.config.max_distance)
             self._buckets = {key: buckets}  # keep the last length only
-        return self.relative_attention_bias(buckets).permute(2, 0, 1).contiguous()
+        return self.relative_attention_bias(buckets).t().contiguous()
+
+    def dense_position_bias(self, length: int) -> torch.Tensor:
+        """The ungated relative position bias ``(H, N, N)`` in the usual (query, key) order (for inspection)."""
+        return toeplitz_key_reversed(self.compute_position_bias(length), length).flip(-1)
 
     def forward(self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None = None,
                 output_hidden_states: bool = False, output_attentions: bool = False):
