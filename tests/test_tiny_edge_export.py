@@ -102,9 +102,15 @@ def test_int8_model_is_quantised_smaller_and_agrees_with_fp32(exported):
     ops = {n.op_type for n in int8.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     int8_weights = [i for i in int8.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2]
-    # every weight matrix (linear layers, position table, classifier) is stored as int8
-    assert sum(int(np.prod(i.dims)) for i in int8_weights) == sum(p.numel() for p in model.parameters() if p.ndim == 2)
-    assert (out_dir / "model_int8.onnx").stat().st_size < 0.6 * (out_dir / "model.onnx").stat().st_size
+    # the position table, q/k/v/o projections and feed-forward weights are int8; the input projection and the
+    # classifier stay float32 (KEEP_FLOAT_DEFAULT)
+    base = model.tiny_edge_transformer
+    expected = base.embeddings.position_embeddings.weight.numel() + sum(
+        p.numel() for layer in base.layers for p in layer.parameters() if p.ndim == 2)
+    assert sum(int(np.prod(i.dims)) for i in int8_weights) == expected
+    float_shapes = {tuple(i.dims) for i in int8.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    assert (40, 16) in float_shapes and ({(16, 4), (4, 16)} & float_shapes)
+    assert (out_dir / "model_int8.onnx").stat().st_size < (out_dir / "model.onnx").stat().st_size
     labels = [k % 4 for k in range(24)]
     feats = [fe(_clip(rng, y, 1.0), sampling_rate=SR)["input_values"][0] for y in labels]
     fp32 = run_onnx(out_dir / "model.onnx", feats)
@@ -112,6 +118,22 @@ def test_int8_model_is_quantised_smaller_and_agrees_with_fp32(exported):
     assert (fp32.argmax(-1) == np.array(labels)).mean() >= 0.9  # the model learned the tones
     assert (q8.argmax(-1) == fp32.argmax(-1)).mean() >= 0.9
     assert np.abs(q8 - fp32).max() < 0.25 * np.abs(fp32).max()
+
+
+def test_keep_float_none_quantises_every_weight_matrix(exported, tmp_path):
+    import onnx
+
+    from hf_alm.export import quantize_int8
+
+    model, fe, out_dir, rng = exported
+    feats = [fe(_clip(rng, k % 4, 1.0), sampling_rate=SR)["input_values"][0] for k in range(8)]
+    path = quantize_int8(out_dir / "model.onnx", tmp_path / "all_int8.onnx", feats, max_frames=48, keep_float=())
+    proto = onnx.load(str(path))
+    int8 = sum(int(np.prod(i.dims)) for i in proto.graph.initializer
+               if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2)
+    assert int8 == sum(p.numel() for p in model.parameters() if p.ndim == 2)
+    with pytest.raises(ValueError, match=r"unknown keep_float part\(s\) \['softmax'\]"):
+        quantize_int8(out_dir / "model.onnx", tmp_path / "x.onnx", feats, max_frames=48, keep_float=("softmax",))
 
 
 def test_frontend_json_alone_reproduces_the_pipeline(exported):

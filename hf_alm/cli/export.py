@@ -33,6 +33,9 @@ def add_parser(subparsers) -> None:
     tiny.add_argument("--per_channel", action="store_true",
                       help="per-output-channel weight scales instead of one scale per tensor")
     tiny.add_argument("--opset", type=int, default=18, help="ONNX opset version (default: 18)")
+    tiny.add_argument("--keep_float", default="input_projection,attention_products,classifier",
+                      help="parts left in float32 in the int8 model, comma-separated from input_projection, "
+                      "attention_products, classifier; 'none' quantises them too (default: all three)")
     tiny.set_defaults(func=_run_tiny)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
 
@@ -42,9 +45,11 @@ def _run_tiny(args) -> int:
 
     if args.max_calibration_clips < 1:
         raise ValueError(f"--max_calibration_clips must be >= 1, got {args.max_calibration_clips}")
+    keep_float = () if args.keep_float.strip().lower() in ("", "none") else tuple(
+        p.strip() for p in args.keep_float.split(",") if p.strip())
     report = export_tiny(args.model_dir, args.out_dir, calibration=args.calibration,
                          max_calibration_clips=args.max_calibration_clips, per_channel=args.per_channel,
-                         opset=args.opset)
+                         opset=args.opset, keep_float=keep_float)
     print(json.dumps(report, indent=2))
     print(f"exported {args.model_dir} -> {args.out_dir}")
     return 0
