@@ -218,7 +218,11 @@ def al_pretrain_loss(model, batch: dict, *, label_smoothing: float = 0.1, weight
     """
     m = _unwrap(model)
     text_kw = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    audio_kw = dict(input_values=batch["input_values"], audio_attention_mask=batch["audio_attention_mask"])
+    # the conv feature extractor runs once per step; every pass below shares its output (same gradients as
+    # recomputing it per pass, a fraction of the cost)
+    feats = m.one_peace.encoder.audio_adapter.extract_features(batch["input_values"])
+    audio_kw = dict(input_values=batch["input_values"], audio_attention_mask=batch["audio_attention_mask"],
+                    audio_features=feats)
     with torch.set_grad_enabled(text_grad and torch.is_grad_enabled()):
         text_out = m.encode(**text_kw)
         t_emb = m.embed("text", text_out.text_last_hidden_state)
@@ -228,7 +232,7 @@ def al_pretrain_loss(model, batch: dict, *, label_smoothing: float = 0.1, weight
     loss = cl
     if use_dcl:
         with torch.no_grad():
-            joint = m.encode(**text_kw, **audio_kw)
+            joint = m.encode(**text_kw, **{**audio_kw, "audio_features": feats.detach()})
         audio_pad, text_pad = joint.audio_padding_mask, joint.text_padding_mask
         s = m.encode(**audio_kw, audio_preserve_ids=batch["audio_preserve_ids"])
         d_audio = m.decode(s, {"audio": audio_pad}, {"audio": batch["audio_preserve_ids"]})["audio"]

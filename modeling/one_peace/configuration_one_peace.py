@@ -216,7 +216,7 @@ class OnePeaceConfig(PreTrainedConfig):
                 hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256,
                 layer_scale_init_value=0.1, drop_path_rate=0.0, decoder_hidden_size=64, decoder_num_hidden_layers=1,
                 decoder_num_attention_heads=4, decoder_intermediate_size=128,
-                audio_config=dict(conv_feature_layers=[[64, 10, 5]] + [[64, 3, 2]] * 4 + [[64, 2, 2]] * 2,
+                audio_config=dict(conv_feature_layers=[[32, 10, 5], [32, 3, 2]] + [[64, 3, 2]] * 3 + [[64, 2, 2]] * 2,
                                   conv_pos_depth=2, conv_pos_width=10, conv_pos_groups=8, bucket_size=64,
                                   max_relative_positions=512),
                 text_config=dict(vocab_size=1000, max_position_embeddings=66, bucket_size=32,

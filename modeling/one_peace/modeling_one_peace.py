@@ -205,16 +205,17 @@ class OnePeaceAudioAdapter(nn.Module):
             x = block(x)
         return x
 
-    def forward(self, input_values, attention_mask=None, preserve_ids=None):
+    def forward(self, input_values, attention_mask=None, preserve_ids=None, features=None):
         """Returns ``(embeddings (B, 1+T, D), padding_mask (B, 1+T) True = pad, bias list)``.
 
         ``attention_mask`` is sample-level (B, S), ``True``/1 = real sample. ``preserve_ids`` (B, K) lists the
-        positions (CLS = 0, frame t = t + 1; -1 = padding) to keep: only those units are encoded.
+        positions (CLS = 0, frame t = t + 1; -1 = padding) to keep: only those units are encoded. ``features``:
+        this clip batch's ``extract_features(input_values)`` computed once and shared by several passes (pretraining).
         """
         if input_values.dim() != 2:
             raise ValueError(f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}")
         bsz, num_samples = input_values.shape
-        feats = self.extract_features(input_values)
+        feats = self.extract_features(input_values) if features is None else features
         num_frames = feats.shape[1]
         if num_frames < 1:
             raise ValueError(f"audio of {num_samples} samples is shorter than the conv stack's receptive field")
@@ -722,7 +723,8 @@ class OnePeaceModel(OnePeacePreTrainedModel):
         self.post_init()
 
     def _embed(self, input_ids=None, attention_mask=None, pixel_values=None, input_values=None,
-               audio_attention_mask=None, text_preserve_ids=None, image_preserve_ids=None, audio_preserve_ids=None):
+               audio_attention_mask=None, text_preserve_ids=None, image_preserve_ids=None, audio_preserve_ids=None,
+               audio_features=None):
         segments = []
         if input_ids is not None:
             segments.append(("text", *self.encoder.adapter("text")(input_ids, attention_mask, text_preserve_ids)))
@@ -730,14 +732,14 @@ class OnePeaceModel(OnePeacePreTrainedModel):
             segments.append(("image", *self.encoder.adapter("image")(pixel_values, image_preserve_ids)))
         if input_values is not None:
             segments.append(("audio", *self.encoder.adapter("audio")(input_values, audio_attention_mask,
-                                                                      audio_preserve_ids)))
+                                                                      audio_preserve_ids, audio_features)))
         if not segments:
             raise ValueError("give at least one of input_ids, pixel_values, input_values")
         return segments
 
     def forward(self, input_ids=None, attention_mask=None, pixel_values=None, input_values=None,
                 audio_attention_mask=None, text_preserve_ids=None, image_preserve_ids=None, audio_preserve_ids=None,
-                output_hidden_states=None, output_attentions=None, return_dict=None, **kwargs):
+                audio_features=None, output_hidden_states=None, output_attentions=None, return_dict=None, **kwargs):
         r"""
         input_ids (`torch.LongTensor` of shape `(batch, tokens)`): BPE ids *without* CLS (the adapter prepends it).
         attention_mask (`torch.Tensor` of shape `(batch, tokens)`): text mask, 1 = real token.
@@ -746,12 +748,14 @@ class OnePeaceModel(OnePeacePreTrainedModel):
         audio_attention_mask (`torch.Tensor` of shape `(batch, samples)`): waveform mask, 1 = real sample.
         *_preserve_ids (`torch.LongTensor` of shape `(batch, K)`): for masked pretraining, the positions to keep
             (0 = CLS, -1 = padding); only those units are encoded.
+        audio_features (`torch.FloatTensor` of shape `(batch, frames, hidden)`): precomputed
+            ``audio_adapter.extract_features(input_values)`` (shared by the passes of one pretraining step).
         """
         output_hidden_states = (output_hidden_states if output_hidden_states is not None
                                 else self.config.output_hidden_states)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         segments = self._embed(input_ids, attention_mask, pixel_values, input_values, audio_attention_mask,
-                               text_preserve_ids, image_preserve_ids, audio_preserve_ids)
+                               text_preserve_ids, image_preserve_ids, audio_preserve_ids, audio_features)
         x, padding_mask, spans, hidden, attn = self.encoder.fusion_model(
             segments, output_hidden_states=bool(output_hidden_states), output_attentions=bool(output_attentions))
         fields = {}
