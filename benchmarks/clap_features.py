@@ -63,11 +63,12 @@ def train_step_times(presets, *, batch_size: int, seconds: float, repeats: int) 
     tokenizer = train_caption_tokenizer(captions, vocab_size=400)
     rng = np.random.default_rng(0)
     results = {}
-    for preset in presets:
+    for spec in presets:
+        preset, fe_kwargs = parse_preset(spec)
         torch.manual_seed(0)
         config = ClapTeminalConfig.from_preset(preset, text_config={"vocab_size": len(tokenizer)})
         model = ClapTeminalModel(config).train()
-        processor = ClapTeminalProcessor.from_preset(preset, tokenizer)
+        processor = ClapTeminalProcessor.from_preset(preset, tokenizer, **fe_kwargs)
         sr = processor.feature_extractor.sampling_rate
         audio = [(0.1 * rng.standard_normal(int(seconds * sr))).astype(np.float32) for _ in range(batch_size)]
         texts = [captions[i % len(captions)] for i in range(batch_size)]
@@ -83,17 +84,28 @@ def train_step_times(presets, *, batch_size: int, seconds: float, repeats: int) 
         start = time.perf_counter()
         inputs = processor(text=texts, audio=audio, sampling_rate=sr, return_tensors="pt")
         features_s = time.perf_counter() - start
-        results[preset] = {
+        results[spec] = {
             "step_s": best_time(step, repeats),
             "features_s": features_s,
             "parameters": sum(p.numel() for p in model.parameters()),
             "audio_parameters": sum(p.numel() for p in model.audio_model.parameters()),
             "input_shape": list(inputs["input_features"].shape),
         }
-        print(f"{preset:12s} step {results[preset]['step_s']:.3f} s  (features {features_s:.3f} s)  "
-              f"params {results[preset]['parameters'] / 1e6:.2f} M (audio {results[preset]['audio_parameters'] / 1e6:.2f} M)"
+        res = results[spec]
+        print(f"{spec:12s} step {res['step_s']:.3f} s  (features {features_s:.3f} s)  "
+              f"params {res['parameters'] / 1e6:.2f} M (audio {res['audio_parameters'] / 1e6:.2f} M)"
               f"  input {tuple(inputs['input_features'].shape)}")
     return results
+
+
+def parse_preset(spec: str):
+    """'small' or 'small:sampling_rate=16000,hop_length=160' -> (preset, feature-extractor overrides)."""
+    name, _, rest = spec.partition(":")
+    overrides = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        overrides[key] = float(value) if "." in value else int(value) if value.lstrip("-").isdigit() else value
+    return name, overrides
 
 
 def quality_compare(presets, *, steps: int, batch_size: int, seconds: float, per_class: int = 24,
@@ -123,11 +135,12 @@ def quality_compare(presets, *, steps: int, batch_size: int, seconds: float, per
     tokenizer = train_caption_tokenizer(corpus, vocab_size=1000)
     prompts = [f"This is a sound of {k.noun}." for k in SYNTHETIC_CLASSES]
     results = {}
-    for preset in presets:
+    for spec in presets:
+        preset, fe_kwargs = parse_preset(spec)
         torch.manual_seed(seed)
         config = ClapTeminalConfig.from_preset(preset, text_config={"vocab_size": len(tokenizer)})
         model = ClapTeminalModel(config)
-        processor = ClapTeminalProcessor.from_preset(preset, tokenizer)
+        processor = ClapTeminalProcessor.from_preset(preset, tokenizer, **fe_kwargs)
         sr = processor.feature_extractor.sampling_rate
 
         def audio_of(clips):
@@ -136,6 +149,9 @@ def quality_compare(presets, *, steps: int, batch_size: int, seconds: float, per
         train_audio = audio_of([x for _, x in train])
         feats = processor(audio=train_audio, sampling_rate=sr, return_tensors="pt")["input_features"]
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        warmup = max(1, steps // 10)  # linear warm-up then cosine decay, like hf_alm.training.loop
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: min((k + 1) / warmup, 0.5 * (
+            1 + np.cos(np.pi * min(1.0, (k - warmup) / max(1, steps - warmup)))) if k >= warmup else (k + 1) / warmup))
         order = np.random.default_rng(seed)
         model.train()
         start = time.perf_counter()
@@ -146,7 +162,9 @@ def quality_compare(presets, *, steps: int, batch_size: int, seconds: float, per
             text_in = tokenizer(texts, padding=True, return_tensors="pt")
             loss = model(**text_in, input_features=feats[torch.as_tensor(idx)], return_loss=True).loss
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            scheduler.step()
             optimizer.zero_grad()
         train_s = time.perf_counter() - start
         model.eval()
@@ -156,9 +174,9 @@ def quality_compare(presets, *, steps: int, batch_size: int, seconds: float, per
             a_emb = model.get_audio_features(input_features=a_in["input_features"]).pooler_output
         pred = (a_emb @ t_emb.t()).argmax(-1).numpy()
         acc = float(np.mean(pred == np.array([c for c, _ in test])))
-        results[preset] = {"zero_shot_accuracy": acc, "final_loss": loss.item(), "train_s": train_s,
-                           "steps": steps, "classes": len(SYNTHETIC_CLASSES)}
-        print(f"{preset:12s} {steps} steps in {train_s:.1f} s, final loss {loss.item():.3f}, "
+        results[spec] = {"zero_shot_accuracy": acc, "final_loss": loss.item(), "train_s": train_s,
+                         "steps": steps, "classes": len(SYNTHETIC_CLASSES)}
+        print(f"{spec:12s} {steps} steps in {train_s:.1f} s, final loss {loss.item():.3f}, "
               f"held-out zero-shot accuracy {100 * acc:.1f}% ({len(SYNTHETIC_CLASSES)} classes)")
     return results
 
@@ -179,17 +197,20 @@ def main(argv=None) -> dict:
     parser.add_argument("--quality_steps", type=int, default=0,
                         help="train 'small' and 'small-beats' this many steps on synthetic clips and compare held-out "
                              "zero-shot accuracy (0 = off)")
+    parser.add_argument("--presets", nargs="+", default=["small", "small-beats"],
+                        help="presets for --train_step / --quality_steps; 'name:key=value,...' overrides feature-"
+                             "extractor settings (default: small small-beats)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.quality_steps:
-        result = quality_compare(["small", "small-beats"], steps=args.quality_steps, batch_size=args.batch_size,
+        result = quality_compare(args.presets, steps=args.quality_steps, batch_size=args.batch_size,
                                  seconds=args.step_seconds)
         if args.json:
             with open(args.json, "w", encoding="utf-8") as fh:
                 json.dump(result, fh, indent=2)
         return result
     if args.train_step:
-        result = train_step_times(["small", "small-beats"], batch_size=args.batch_size, seconds=args.step_seconds,
+        result = train_step_times(args.presets, batch_size=args.batch_size, seconds=args.step_seconds,
                                   repeats=args.repeats)
         if args.json:
             with open(args.json, "w", encoding="utf-8") as fh:
