@@ -231,3 +231,29 @@ def test_save_and_reload_keeps_outputs(tmp_path):
     x = torch.randn(1, 50, 128)
     with torch.no_grad():
         torch.testing.assert_close(again(x).last_hidden_state, model(x).last_hidden_state, atol=0, rtol=0)
+
+
+class _WrappedLinear(torch.nn.Module):
+    """Stands in for a PEFT/LoRA wrapper: same maths as the wrapped Linear plus an optional offset."""
+
+    def __init__(self, linear, offset=0.0):
+        super().__init__()
+        self.base_layer, self.offset = linear, offset
+
+    def forward(self, x):
+        return self.base_layer(x) + self.offset
+
+
+def test_wrapped_projections_are_honoured():
+    """The fused q/k/v/gate GEMM must not bypass a wrapped projection (e.g. LoRA): the slow path calls the modules,
+    gives the same numbers for an identity wrapper and reacts to a wrapper that changes the projection."""
+    model = _randomise(BeatsModel(tiny_beats_config()))
+    x = torch.randn(2, 48, 128)
+    with torch.no_grad():
+        fused = model(x).last_hidden_state
+        attn = model.encoder.layers[1].self_attn
+        attn.q_proj = _WrappedLinear(attn.q_proj)
+        attn.grep_linear = _WrappedLinear(attn.grep_linear)
+        torch.testing.assert_close(model(x).last_hidden_state, fused, atol=1e-5, rtol=1e-5)
+        attn.q_proj.offset = 0.5
+        assert (model(x).last_hidden_state - fused).abs().max() > 1e-3

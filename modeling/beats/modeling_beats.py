@@ -201,22 +201,33 @@ class BeatsAttention(nn.Module):
                 key_padding_mask: torch.Tensor | None = None, output_attentions: bool = False):
         batch, length, _ = hidden_states.shape
         heads, head_dim = self.num_heads, self.head_dim
-        # One GEMM for q, k, v and the relative-position gate logits (the Linear modules keep the original layout).
-        # The gate is sigmoid(grep_linear(q).view(.., 2, 4).sum(-1)) on the unscaled q of each head; summing the four
-        # rows of each half gives a 2-output linear map of q, and composing it with q_proj gives 2 extra outputs per
-        # head computed straight from the layer input.
-        weights = [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]
-        biases = [self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]
         use_gate = self.gru_rel_pos and position_bias is not None
-        if use_gate:
-            w2 = self.grep_linear.weight.view(2, 4, head_dim).sum(1)  # (2, hd)
-            b2 = self.grep_linear.bias.view(2, 4).sum(1)  # (2,)
-            wq = self.q_proj.weight.view(heads, head_dim, self.embed_dim)
-            weights.append(torch.matmul(w2, wq).reshape(2 * heads, self.embed_dim))  # (H, 2, D), contiguous
-            biases.append((self.q_proj.bias.view(heads, head_dim) @ w2.t() + b2).reshape(2 * heads))
-        projected = F.linear(hidden_states, torch.cat(weights), torch.cat(biases))
-        qkv = projected[..., : 3 * self.embed_dim].view(batch, length, 3, heads, head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, hd) views
+        # Fast path: one GEMM for q, k, v and the relative-position gate logits. The gate is
+        # sigmoid(grep_linear(q).view(.., 2, 4).sum(-1)) on the unscaled q of each head; summing the four rows of each
+        # half gives a 2-output linear map of q, and composing it with q_proj gives 2 extra outputs per head computed
+        # straight from the layer input. The modules keep the original layout; when one of them is not a plain
+        # nn.Linear (a PEFT/LoRA wrapper, a quantised layer), their own forward is called instead.
+        plain = [self.q_proj, self.k_proj, self.v_proj] + ([self.grep_linear] if use_gate else [])
+        if all(type(m) is nn.Linear for m in plain):
+            weights = [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]
+            biases = [self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]
+            if use_gate:
+                w2 = self.grep_linear.weight.view(2, 4, head_dim).sum(1)  # (2, hd)
+                b2 = self.grep_linear.bias.view(2, 4).sum(1)  # (2,)
+                wq = self.q_proj.weight.view(heads, head_dim, self.embed_dim)
+                weights.append(torch.matmul(w2, wq).reshape(2 * heads, self.embed_dim))  # (H, 2, D), contiguous
+                biases.append((self.q_proj.bias.view(heads, head_dim) @ w2.t() + b2).reshape(2 * heads))
+            projected = F.linear(hidden_states, torch.cat(weights), torch.cat(biases))
+            qkv = projected[..., : 3 * self.embed_dim].view(batch, length, 3, heads, head_dim)
+            query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, N, hd) views
+            gate_logits = projected[..., 3 * self.embed_dim:].view(batch, length, heads, 2) if use_gate else None
+        else:
+            shape = (batch, length, heads, head_dim)
+            q_raw = self.q_proj(hidden_states).view(shape)
+            query = q_raw.transpose(1, 2)
+            key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
+            value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+            gate_logits = (self.grep_linear(q_raw).view(batch, length, heads, 2, 4).sum(-1) if use_gate else None)
 
         # The relative bias comes as a key-reversed Toeplitz table (see ``toeplitz_key_reversed``): the dense
         # (N, N) bias is never stored, the gated mask below is the layer's only (N, N) tensor. Keys and values are
@@ -229,7 +240,7 @@ class BeatsAttention(nn.Module):
                 key_padding_mask = key_padding_mask.flip(-1)
             bias = toeplitz_key_reversed(position_bias, length)
             if use_gate:
-                gates = torch.sigmoid(projected[..., 3 * self.embed_dim:].view(batch, length, heads, 2))
+                gates = torch.sigmoid(gate_logits)
                 gate_a, gate_b = gates.permute(0, 2, 1, 3).unbind(-1)  # (B, H, N) each
                 gate = gate_a * (gate_b * self.grep_a.view(1, heads, 1) - 1.0) + 2.0
                 mask = gate.unsqueeze(-1) * bias.unsqueeze(0)  # (B, H, N, N)
