@@ -191,3 +191,13 @@ def test_beats_tower_pools_valid_frames_only():
     with torch.no_grad():
         alias = model.get_audio_features(input_values=alone["input_values"], attention_mask=alone["attention_mask"])
     assert torch.allclose(alias.pooler_output, ref.pooler_output)
+
+
+def test_logit_scale_is_clamped_at_logit_scale_max(tiny):
+    model = ClapTeminalModel(tiny.config).eval()
+    ids, mask, feats = _inputs(model.config)
+    with torch.no_grad():
+        model.logit_scale_a.fill_(10.0)  # exp(10) >> 100
+        out = model(input_ids=ids, attention_mask=mask, input_features=feats)
+    cos = out.audio_embeds @ out.text_embeds.t()
+    assert torch.allclose(out.logits_per_audio, 100.0 * cos, atol=1e-4)
