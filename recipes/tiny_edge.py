@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--export_onnx", action="store_true",
                    help="export each fold model to ONNX fp32 + int8 (calibrated on its training clips) and report "
                         "their onnxruntime accuracies, and export the final model to OUTPUT_DIR/onnx")
+    g.add_argument("--onnx_only", action="store_true",
+                   help="train nothing: re-export the finished fold models (and OUTPUT_DIR/model) of an earlier run "
+                        "to ONNX and re-measure their onnxruntime accuracies, e.g. after changing export settings")
     g.add_argument("--calibration_clips", type=int, default=128,
                    help="training clips used to calibrate the int8 model (default: 128)")
     g.add_argument("--keep_checkpoints", action="store_true",
@@ -340,7 +343,18 @@ def main(argv=None) -> int:
         train_idx, eval_idx = _indices(ds, unit)
         name = f"fold_{unit}" if isinstance(unit, int) else f"split_{unit}"
         done = output_dir / "folds" / name / "fold_results.json"
-        if done.is_file() and args.resume_from_checkpoint:
+        if args.onnx_only:
+            if not done.is_file():
+                raise SystemExit(f"--onnx_only: {done} does not exist; train this fold first")
+            metrics = json.loads(done.read_text())
+            if accelerator.is_main_process:
+                from hf_alm.export import load_tiny
+
+                _, fold_fe = load_tiny(done.parent)
+                metrics.update(_onnx_eval(done.parent, [feats[i][0] for i in eval_idx],
+                                          [labels[i] for i in eval_idx], fold_fe, args))
+                atomic_write_text(done, json.dumps(metrics, indent=2))
+        elif done.is_file() and args.resume_from_checkpoint:
             metrics = json.loads(done.read_text())
             accelerator.print(f"[{name}] already finished (resume): accuracy {metrics.get('accuracy')}")
         else:
@@ -351,7 +365,12 @@ def main(argv=None) -> int:
         per_unit.append({"eval": unit, **metrics})
 
     final_dir = output_dir / "model"
-    if args.final_model or units == [None]:
+    if args.onnx_only:
+        if final_dir.is_dir() and accelerator.is_main_process:
+            from hf_alm.export import export_tiny
+
+            export_tiny(final_dir, output_dir / "onnx", max_calibration_clips=args.calibration_clips)
+    elif args.final_model or units == [None]:
         metrics = train_one(args, "final", labels, label_names, feats, list(range(len(ds))), [], final_dir,
                             accelerator_factory)
         if args.export_onnx and accelerator.is_main_process:

@@ -104,3 +104,17 @@ def test_bad_flags_fail_with_the_value(tmp_path):
                      "--augment", "none"])
     with pytest.raises(SystemExit, match="--augment_views must be >= 0, got -1"):
         recipe.main(["--augment_views", "-1", "--output_dir", str(tmp_path / "y")])
+
+
+def test_onnx_only_re_exports_without_training(run, tmp_path):
+    again = tmp_path / "again"
+    shutil.copytree(run, again)
+    shutil.rmtree(again / "onnx")
+    before = json.loads((again / "eval_results.json").read_text())
+    weights = (again / "model" / "model.safetensors").read_bytes()
+    assert _recipe().main([*COMMON, "--output_dir", str(again), "--onnx_only"]) == 0
+    after = json.loads((again / "eval_results.json").read_text())
+    assert after["accuracy"] == before["accuracy"]
+    assert after["onnx_fp32_accuracy"] == before["accuracy"]
+    assert (again / "onnx" / "model_int8.onnx").is_file()
+    assert (again / "model" / "model.safetensors").read_bytes() == weights  # nothing was retrained
