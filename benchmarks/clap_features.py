@@ -157,8 +157,8 @@ def quality_compare(presets, *, steps: int, batch_size: int, seconds: float, per
         start = time.perf_counter()
         for _ in range(steps):
             idx = order.choice(len(train), size=batch_size, replace=False)
-            texts = [SYNTHETIC_CLASSES[train[i][0]].captions[order.integers(len(SYNTHETIC_CLASSES[train[i][0]].captions))]
-                     for i in idx]
+            captions_of = [SYNTHETIC_CLASSES[train[i][0]].captions for i in idx]
+            texts = [caps[order.integers(len(caps))] for caps in captions_of]
             text_in = tokenizer(texts, padding=True, return_tensors="pt")
             loss = model(**text_in, input_features=feats[torch.as_tensor(idx)], return_loss=True).loss
             loss.backward()

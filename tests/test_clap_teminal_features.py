@@ -142,7 +142,8 @@ def test_save_and_load_round_trip(tmp_path):
     assert type(loaded) is ClapTeminalFeatureExtractor
     assert loaded.to_dict() == fe.to_dict()
     clip = _clips()[0]
-    assert np.array_equal(loaded([clip], sampling_rate=SR)["input_features"], fe([clip], sampling_rate=SR)["input_features"])
+    assert np.array_equal(loaded([clip], sampling_rate=SR)["input_features"],
+                          fe([clip], sampling_rate=SR)["input_features"])
 
 
 def test_fusion_mode_long_clips_match_transformers_with_the_same_crops(monkeypatch):

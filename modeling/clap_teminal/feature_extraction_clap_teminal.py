@@ -191,7 +191,8 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         `(batch, frames, mels)` float32.
 
         Equivalent to `torch.stft(center=True, pad_mode="reflect")` with a periodic Hann window, power 2, the mel
-        filters and `10 * log10(max(mel, 1e-10))`; computed clip by clip in blocks of frames (cache-friendly, several times faster than one big STFT)
+        filters and `10 * log10(max(mel, 1e-10))`; computed clip by clip in blocks of frames (cache-friendly, several
+        times faster than one big STFT)
         and only over the FFT bins the filters use.
         """
         truncation = truncation or self.truncation
@@ -229,7 +230,8 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
             raw_speech = raw_speech.detach().cpu()
             if raw_speech.dim() > 2:
                 raise ValueError(
-                    f"audio must be mono: a 1-D clip or a 2-D (batch, samples) array, got shape {tuple(raw_speech.shape)}"
+                    "audio must be mono: a 1-D clip or a 2-D (batch, samples) array, got shape "
+                    f"{tuple(raw_speech.shape)}"
                 )
             clips = [raw_speech] if raw_speech.dim() == 1 else list(raw_speech)
         elif isinstance(raw_speech, np.ndarray):

@@ -37,7 +37,8 @@ class ClapTeminalOutput(ModelOutput):
         logits_per_text (`torch.FloatTensor` of shape `(text_batch_size, audio_batch_size)`):
             `exp(logit_scale_t) * cosine(text_embeds, audio_embeds)`.
         text_embeds (`torch.FloatTensor` of shape `(text_batch_size, projection_dim)`): L2-normalised text embeddings.
-        audio_embeds (`torch.FloatTensor` of shape `(audio_batch_size, projection_dim)`): L2-normalised audio embeddings.
+        audio_embeds (`torch.FloatTensor` of shape `(audio_batch_size, projection_dim)`):
+            L2-normalised audio embeddings.
         text_model_output (`BaseModelOutputWithPooling`): the output of the text tower.
         audio_model_output (`BaseModelOutputWithPooling`): the output of the audio tower.
     """

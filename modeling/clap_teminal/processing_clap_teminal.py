@@ -1,4 +1,4 @@
-"""Processor of CLAP-TeminAL: a feature extractor (CLAP log-mels, or BEATs fbank for the BEATs tower) and a tokenizer."""
+"""Processor of CLAP-TeminAL: a feature extractor (CLAP log-mels, or BEATs fbank for BEATs) and a tokenizer."""
 
 import inspect
 
@@ -88,7 +88,7 @@ class ClapTeminalProcessor(ProcessorMixin):
         return BatchFeature(data, tensor_type=return_tensors)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """`ProcessorMixin.save_pretrained`; with a BEATs feature extractor the BEATs files are staged for remote code."""
+        """`ProcessorMixin.save_pretrained`; with a BEATs feature extractor, BEATs' files are staged for remote code."""
         from .remote_code import stage_remote_code
 
         out = super().save_pretrained(save_directory, *args, **kwargs)
