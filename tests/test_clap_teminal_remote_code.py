@@ -101,6 +101,6 @@ def test_saved_folders_load_without_hf_alm(tokenizer, tmp_path):
         audio = [(0.1 * rng.standard_normal(n)).astype(np.float32) for n in (sr // 3, sr // 2)]
         with torch.no_grad():
             ours = model(**processor(text=TEXTS, audio=audio, sampling_rate=sr, return_tensors="pt"))
-        np.testing.assert_allclose(child["logits"], ours.logits_per_audio.numpy(), atol=1e-6)
-        np.testing.assert_allclose(child["audio"], ours.audio_embeds.numpy(), atol=1e-6)
-        np.testing.assert_allclose(child["text"], ours.text_embeds.numpy(), atol=1e-6)
+        np.testing.assert_allclose(child["logits"], ours.logits_per_audio.numpy(), rtol=1e-5, atol=1e-5)  # fresh process: thread count may differ
+        np.testing.assert_allclose(child["audio"], ours.audio_embeds.numpy(), rtol=1e-5, atol=1e-5)  # fresh process: thread count may differ
+        np.testing.assert_allclose(child["text"], ours.text_embeds.numpy(), rtol=1e-5, atol=1e-5)  # fresh process: thread count may differ
