@@ -112,9 +112,9 @@ def frontend_spec(feature_extractor, config=None) -> dict:
     return spec
 
 
-def frontend_from_spec(spec: dict) -> np.ndarray:
-    """Log-mel features computed from a ``frontend.json`` dict alone (numpy), for checking a port: returns a
-    function ``waveform -> (frames, num_mel_bins)`` normalised features."""
+def frontend_from_spec(spec: dict):
+    """A reference front-end built from a ``frontend.json`` dict alone (numpy, explicit framing loop), for checking
+    a port: returns a function ``waveform -> (frames, num_mel_bins)`` normalised float32 features."""
     n_fft, hop = spec["n_fft"], spec["hop_length"]
     filters = np.asarray(spec["mel_filters"], dtype=np.float64)
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)

@@ -11,6 +11,7 @@ tiny      16      1       2      32            40          192          6,154
 small     24      2       3      48            40          192          15,634
 ========  ======  ======  =====  ============  ==========  ===========  ==================================
 
+With ``C`` classes: ``tiny`` = 5,984 + 17 C, ``small`` = 15,384 + 25 C parameters (mean pooling).
 Counting (H = hidden, M = mel bins, P = max frames, I = intermediate, L = layers, C = classes):
 ``(M*H + H) + P*H + 2H + L * (4*(H*H + H) + 2*(H*I) + I + H + 4H) + (H*C + C)`` (input projection, learned
 positions, embedding LayerNorm, post-LN BERT layers, linear classifier on the masked mean of the frames).
