@@ -48,6 +48,12 @@ def test_tokenizer_is_deterministic_and_order_independent(tokenizer):
         tokenizer("a clock ticks before a rooster crows")["input_ids"]
 
 
+def test_tokenizer_can_keep_case():
+    cased = train_caption_tokenizer(CAPTIONS, vocab_size=300, lowercase=False)
+    assert cased("A dog")["input_ids"] != cased("a dog")["input_ids"]
+    assert cased.decode(cased("A Dog barks")["input_ids"], skip_special_tokens=True).strip() == "A Dog barks"
+
+
 def test_tokenizer_saves_as_fast_folder_and_errors(tokenizer, tmp_path):
     tokenizer.save_pretrained(tmp_path / "tok")
     assert (tmp_path / "tok" / "tokenizer.json").is_file()
