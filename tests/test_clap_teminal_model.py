@@ -201,3 +201,15 @@ def test_logit_scale_is_clamped_at_logit_scale_max(tiny):
         out = model(input_ids=ids, attention_mask=mask, input_features=feats)
     cos = out.audio_embeds @ out.text_embeds.t()
     assert torch.allclose(out.logits_per_audio, 100.0 * cos, atol=1e-4)
+
+
+def test_forward_signature_order_is_the_documented_one():
+    import inspect
+
+    names = list(inspect.signature(ClapTeminalModel.forward).parameters)[1:7]
+    assert names == ["input_ids", "attention_mask", "input_features", "is_longer", "audio_attention_mask",
+                     "return_loss"]
+    audio = list(inspect.signature(ClapTeminalModel.get_audio_features).parameters)[1:4]
+    assert audio == ["input_features", "attention_mask", "is_longer"]
+    text = list(inspect.signature(ClapTeminalModel.get_text_features).parameters)[1:3]
+    assert text == ["input_ids", "attention_mask"]

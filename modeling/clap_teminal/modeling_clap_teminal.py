@@ -239,8 +239,8 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
         input_features: torch.FloatTensor | None = None,
         is_longer: torch.BoolTensor | None = None,
         audio_attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
         return_loss: bool | None = None,
+        position_ids: torch.LongTensor | None = None,
         **kwargs,
     ) -> ClapTeminalOutput:
         r"""Both towers and the audio-text logits, like `ClapModel.forward`.
