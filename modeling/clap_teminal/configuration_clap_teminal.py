@@ -46,9 +46,10 @@ PRESETS = {
     },
     # The default of the TeminAL main job: 2 s clips (201 frames x 64 mels), a 3-stage Swin and a 2-layer RoBERTa.
     # HTSAT rather than BEATs ("small-beats"), measured with benchmarks/clap_features.py on 2 threads of a quiet Xeon,
-    # batch 32 x 2 s: 0.26-0.27 s per training step vs 0.26-0.31 s (300 steps: 70 s vs 86 s), and the same held-out
-    # zero-shot accuracy after 300 steps on the synthetic corpus (10.0% vs 10.0%, 20 classes, warm-up + cosine;
-    # BEATs reached a lower training loss, 1.77 vs 2.63). HTSAT also keeps laion/clap-htsat-* initialisation open.
+    # batch 32 x 2 s: 0.26-0.27 s per training step vs 0.26-0.31 s (300 steps: 69-70 s vs 86-91 s). Held-out zero-shot
+    # accuracy after 300 steps on the synthetic corpus (20 classes, chance 5%) is noisy: 10.0% vs 10.0% with warm-up
+    # + cosine, 11.9% vs 21.2% with a constant learning rate; BEATs fits the training captions better (final loss
+    # 1.77 vs 2.63). HTSAT also keeps laion/clap-htsat-* initialisation open; "small-beats" is the alternative.
     "small": {
         "config": {
             "audio_tower": "htsat",
