@@ -63,8 +63,8 @@ def kaldi_mel_banks(num_bins: int, n_fft: int, sample_rate: float, low_freq: flo
 
 def _sparse_mel_banks_t(num_bins: int, n_fft: int, sample_rate: float, low_freq: float, high_freq: float,
                         device: str) -> torch.Tensor | None:
-    """The mel matrix transposed ``(bins, n_fft // 2 + 1)`` in CSR form (about 1.5 % non-zero: each FFT bin feeds at
-    most two triangles), or ``None`` where sparse CSR products are unavailable."""
+    """The mel matrix transposed, ``(bins, n_fft // 2 + 1)``, in CSR form (about 1.5 % non-zero: each FFT bin feeds
+    at most two triangles), or ``None`` where sparse CSR products are unavailable."""
     key = (num_bins, n_fft, sample_rate, low_freq, high_freq, device)
     if key not in _SPARSE_CACHE:
         try:
@@ -74,7 +74,7 @@ def _sparse_mel_banks_t(num_bins: int, n_fft: int, sample_rate: float, low_freq:
                 warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
                 dense = kaldi_mel_banks(num_bins, n_fft, sample_rate, low_freq, high_freq).t().contiguous()
                 sparse = dense.to(device).to_sparse_csr()
-                probe = torch.ones(dense.shape[1], 1, device=device)
+                probe = torch.rand(dense.shape[1], 3, device=device)
                 if not torch.allclose((sparse @ probe).cpu(), dense @ probe.cpu(), rtol=1e-5, atol=1e-6):
                     sparse = None
         except (RuntimeError, NotImplementedError):
@@ -87,15 +87,18 @@ _SPARSE_CACHE: dict = {}
 
 
 @functools.lru_cache(maxsize=8)
-def povey_window(length: int) -> torch.Tensor:
-    """Kaldi's "povey" window: a symmetric Hann window to the power 0.85."""
-    return torch.hann_window(length, periodic=False, dtype=torch.float32).pow(0.85)
+def povey_window(length: int, scale: float = 1.0) -> torch.Tensor:
+    """Kaldi's "povey" window (a symmetric Hann window to the power 0.85), times ``scale``."""
+    return torch.hann_window(length, periodic=False, dtype=torch.float32).pow(0.85) * scale
 
 
 def kaldi_fbank(waveforms: torch.Tensor, *, sampling_rate: int = 16000, num_mel_bins: int = 128,
                 frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0, preemphasis: float = 0.97,
-                low_freq: float = 20.0, high_freq: float = 0.0) -> torch.Tensor:
-    """Kaldi log-mel filterbank of a batch ``(B, N)`` of waveforms already scaled to int16 range -> ``(B, T, bins)``.
+                low_freq: float = 20.0, high_freq: float = 0.0, input_scale: float = 1.0) -> torch.Tensor:
+    """Kaldi log-mel filterbank of a batch ``(B, N)`` of waveforms ``* input_scale`` -> ``(B, T, bins)``.
+
+    Kaldi expects int16-range samples; BEATs scales [-1, 1] audio by ``2 ** 15``. A power-of-two ``input_scale`` is
+    applied through the window (exact in floating point: every earlier step commutes with it), which saves a pass.
 
     ``T = 1 + (N - frame_length) // frame_shift`` (``snip_edges``); every frame depends only on its own samples, so
     the first frames of a zero-padded clip equal the frames of the clip alone. The per-frame arithmetic (DC removal,
@@ -123,19 +126,18 @@ def kaldi_fbank(waveforms: torch.Tensor, *, sampling_rate: int = 16000, num_mel_
         scaled_previous = window_part[..., :-1] * preemphasis
         window_part[..., 1:].sub_(scaled_previous)
         window_part[..., :1].sub_(window_part[..., :1] * preemphasis)
-    window_part.mul_(povey_window(win).to(frames.device))
+    window_part.mul_(povey_window(win, input_scale).to(frames.device))
     spectrum = torch.view_as_real(torch.fft.rfft(padded))  # (B, T, n_fft // 2 + 1, 2)
     real, imag = spectrum[..., 0], spectrum[..., 1]
     power = torch.addcmul(real * real, imag, imag)  # |X|^2 without the square root of abs()
-    sparse = _sparse_mel_banks_t(num_mel_bins, n_fft, float(sampling_rate), low_freq, high_freq, str(power.device))
     eps = torch.finfo(torch.float32).eps
+    sparse = _sparse_mel_banks_t(num_mel_bins, n_fft, float(sampling_rate), low_freq, high_freq, str(power.device))
     if sparse is not None:  # ~50x fewer multiply-adds than the dense product, same sums up to float rounding
         mel_t = (sparse @ power.reshape(-1, power.shape[-1]).t()).clamp_min_(eps).log_()  # (bins, B * T)
         return mel_t.t().reshape(batch, num_frames, -1).contiguous()
     mel = torch.matmul(power, kaldi_mel_banks(num_mel_bins, n_fft, float(sampling_rate), low_freq,
                                               high_freq).to(power.device))
     return mel.clamp_min_(eps).log_()
-
 
 def frame_padding_mask(sample_padding: torch.Tensor, num_frames: int, mode: str = "reference", *,
                        frame_length: int = 400, frame_shift: int = 160) -> torch.Tensor:
@@ -287,8 +289,9 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
 
     def extract(self, waveforms: torch.Tensor) -> torch.Tensor:
         """Normalised fbank of a ``(B, N)`` float waveform batch in [-1, 1] -> ``(B, T, feature_size)``."""
-        fbank = kaldi_fbank(waveforms * 32768.0, sampling_rate=self.sampling_rate, num_mel_bins=self.feature_size,
-                            frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms)
+        fbank = kaldi_fbank(waveforms, sampling_rate=self.sampling_rate, num_mel_bins=self.feature_size,
+                            frame_length_ms=self.frame_length_ms, frame_shift_ms=self.frame_shift_ms,
+                            input_scale=32768.0)
         return fbank.sub_(self.fbank_mean).div_(2 * self.fbank_std)
 
 
