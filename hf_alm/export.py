@@ -410,8 +410,8 @@ def export_tiny(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, cal
         default = model_dir / "calibration_features.npz"
         if not default.is_file():
             raise FileNotFoundError(
-                f"no calibration data: {default} does not exist; pass --calibration / calibration= (a .npz of training features or "
-                f"a dataset spec such as esc10:PATH)")
+                f"no calibration data: {default} does not exist; pass --calibration / calibration= (a .npz of "
+                f"training features or a dataset spec such as esc10:PATH)")
         calibration = default
     feats = calibration_features(calibration, fe, max_clips=max_calibration_clips)
     max_frames = int(min(fe.max_frames, model.config.max_position_embeddings))

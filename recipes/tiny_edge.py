@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import shutil
 import sys
 import time

@@ -105,7 +105,7 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
         return 1 + (max(int(num_samples), self.n_fft) - self.n_fft) // self.hop_length
 
     def log_mel(self, waveform) -> np.ndarray:
-        """Un-normalised log-mel energies ``L`` (steps 1-5), shape ``(frames, num_mel_bins)``, float32; no truncation."""
+        """Un-normalised log-mel energies ``L`` (steps 1-5), ``(frames, num_mel_bins)`` float32, not truncated."""
         x = self._as_waveform(waveform)
         if x.shape[0] < self.n_fft:
             x = np.pad(x, (0, self.n_fft - x.shape[0]))

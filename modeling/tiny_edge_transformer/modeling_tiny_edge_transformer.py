@@ -10,8 +10,6 @@ interface (``eager`` and ``sdpa``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from transformers import PreTrainedModel
