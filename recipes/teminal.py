@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--model_name_or_path", default=None,
                    help="start from this CLAP-TeminAL folder / Hub id (with its processor) and skip the base stage")
-    g.add_argument("--preset", default="small", choices=["tiny", "small"],
-                   help="size of the CLAP-TeminAL trained from scratch (tiny: tests only)")
+    g.add_argument("--preset", default="small", choices=["tiny", "small", "tiny-beats", "small-beats"],
+                   help="CLAP-TeminAL preset trained from scratch: HTSAT audio tower ('tiny' for tests, 'small') or "
+                        "BEATs audio tower ('tiny-beats', 'small-beats')")
     g.add_argument("--vocab_size", type=int, default=1000, help="size of the caption tokenizer trained offline")
     g.add_argument("--feature_dtype", default="float32", choices=["float32", "float64"],
                    help="STFT precision of the log-mel features of a model trained from scratch (float32: ~2x "
@@ -158,6 +159,17 @@ def _load_dataset(args, sampling_rate: int):
     return ds
 
 
+def _preset_processor(args, processor_cls, tokenizer):
+    """The processor of ``--preset`` (CLAP log-mels for HTSAT presets, BEATs fbank for BEATs presets). Before the
+    caption tokenizer exists (``tokenizer=None``) a placeholder one is used, only to read the feature extractor."""
+    if tokenizer is None:
+        from hf_alm.training.tokenizer import train_caption_tokenizer
+
+        tokenizer = train_caption_tokenizer(["placeholder"], vocab_size=300, model_max_length=8)
+    kwargs = {} if "beats" in args.preset else {"compute_dtype": args.feature_dtype}
+    return processor_cls.from_preset(args.preset, tokenizer, **kwargs)
+
+
 def _save_final(model, processor, output_dir: Path) -> None:
     """save_pretrained into a temporary folder, then move each file into ``output_dir`` (os.replace per file)."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -210,8 +222,7 @@ def main(argv=None) -> int:
 
     # ---- model and processor (the tokenizer of a new model is trained below, once the captions are known)
     import hf_alm  # noqa: F401  (registers the Auto classes)
-    from hf_alm.modeling.clap_teminal import (ClapTeminalConfig, ClapTeminalFeatureExtractor, ClapTeminalModel,
-                                              ClapTeminalProcessor)
+    from hf_alm.modeling.clap_teminal import ClapTeminalConfig, ClapTeminalModel, ClapTeminalProcessor
 
     processor_dir = output_dir / "checkpoints" / "processor"
     model = processor = None
@@ -222,10 +233,11 @@ def main(argv=None) -> int:
         processor = AutoProcessor.from_pretrained(args.model_name_or_path)
         fe = processor.feature_extractor
     else:
-        fe = ClapTeminalFeatureExtractor.from_preset(args.preset, compute_dtype=args.feature_dtype)
+        fe = _preset_processor(args, ClapTeminalProcessor, None).feature_extractor
     sampling_rate = int(fe.sampling_rate)
     split_by = None if str(args.split_by).lower() == "none" else args.split_by
-    tcfg = TeminalConfig.from_args(args, window_seconds=args.window_seconds or float(fe.max_length_s),
+    window = args.window_seconds or float(getattr(fe, "max_length_s", None) or 2.0)  # BEATs: no fixed length
+    tcfg = TeminalConfig.from_args(args, window_seconds=window,
                                    split_by=split_by, gap_seconds=tuple(args.gap_seconds),
                                    overlap_snr_db=tuple(args.overlap_snr_db))
 
@@ -251,7 +263,7 @@ def main(argv=None) -> int:
         else:
             tokenizer = train_caption_tokenizer(caption_corpus(data.train, data.class_names),
                                                 vocab_size=args.vocab_size, model_max_length=max_len)
-            processor = ClapTeminalProcessor(fe, tokenizer)
+            processor = _preset_processor(args, ClapTeminalProcessor, tokenizer)
             if main_proc:
                 from hf_alm.utils import atomic_directory
 
