@@ -257,3 +257,34 @@ def test_wrapped_projections_are_honoured():
         torch.testing.assert_close(model(x).last_hidden_state, fused, atol=1e-5, rtol=1e-5)
         attn.q_proj.offset = 0.5
         assert (model(x).last_hidden_state - fused).abs().max() > 1e-3
+
+
+def test_auto_classes_map_the_config():
+    import hf_alm  # noqa: F401
+    from transformers import (AutoConfig, AutoModel, AutoModelForAudioClassification, AutoModelForPreTraining)
+
+    from hf_alm.modeling.beats import BeatsForPreTraining
+
+    config = tiny_beats_config(id2label={0: "a", 1: "b"})
+    assert isinstance(AutoConfig.for_model("hf_alm_beats"), BeatsConfig)
+    assert type(AutoModel.from_config(config)) is BeatsModel
+    assert type(AutoModelForAudioClassification.from_config(config)) is BeatsForAudioClassification
+    assert type(AutoModelForPreTraining.from_config(config)) is BeatsForPreTraining
+
+
+def test_fresh_weights_follow_the_original_init():
+    torch.manual_seed(0)
+    config = tiny_beats_config(encoder_embed_dim=256, encoder_ffn_embed_dim=512)
+    model = BeatsModel(config)
+    d, layers = 256, config.encoder_layers
+    beta = (8 * layers) ** -0.25
+    xavier = (2 / (d + d)) ** 0.5
+    attn = model.encoder.layers[0].self_attn
+    assert abs(attn.q_proj.weight.std().item() / xavier - 1) < 0.05  # DeepNorm: gain 1 for q, k
+    assert abs(attn.v_proj.weight.std().item() / (beta * xavier) - 1) < 0.05  # gain beta for v, out, fc1, fc2
+    assert abs(model.encoder.layers[1].fc2.weight.std().item() / (beta * (2 / (512 + d)) ** 0.5) - 1) < 0.05
+    assert torch.equal(attn.grep_a, torch.ones_like(attn.grep_a)) and attn.q_proj.bias.abs().max() == 0
+    conv = model.encoder.pos_conv.conv  # weight norm: g = ||v|| per tap, so the weight starts equal to v
+    torch.testing.assert_close(conv.weight, conv.parametrizations.weight.original1)
+    expected = (4 / (config.conv_pos * d)) ** 0.5
+    assert abs(conv.weight.std().item() / expected - 1) < 0.05

@@ -287,6 +287,12 @@ class BeatsEncoderLayer(GradientCheckpointingLayer):
         self.final_layer_norm = nn.LayerNorm(config.encoder_embed_dim, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
         self.activation_dropout = nn.Dropout(config.activation_dropout)
+        if config.deep_norm:  # DeepNorm init: xavier-normal with gain 1 for q, k and beta for v, out, fc1, fc2
+            beta = (8.0 * config.encoder_layers) ** -0.25
+            for linear, gain in ((self.self_attn.q_proj, 1.0), (self.self_attn.k_proj, 1.0),
+                                 (self.self_attn.v_proj, beta), (self.self_attn.out_proj, beta), (self.fc1, beta),
+                                 (self.fc2, beta)):
+                linear._beats_xavier_gain = gain
 
     def _feed_forward(self, x):
         x = self.fc1(x)
@@ -412,25 +418,22 @@ class BeatsPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module):
         config = self.config
-        if isinstance(module, BeatsPositionalConvEmbedding):
-            conv = module.conv
-            std = math.sqrt(4.0 / (config.conv_pos * config.encoder_embed_dim))
-            v = conv.parametrizations.weight.original1
-            g = conv.parametrizations.weight.original0
+        # Note: transformers skips a remote-code module whose *own* parameters are all initialised (vacuously true
+        # for modules without direct parameters), so every rule below targets the module that owns the tensors.
+        if isinstance(module, nn.Conv1d) and hasattr(module, "parametrizations"):
+            # the weight-normed positional convolution: v ~ N(0, 4 / (K * D)), g = ||v|| per tap (weight = v), bias 0
+            v = module.parametrizations.weight.original1
+            g = module.parametrizations.weight.original0
             if not getattr(v, "_is_hf_initialized", False):
+                std = math.sqrt(4.0 / (module.kernel_size[0] * module.in_channels))
                 init.normal_(v, mean=0.0, std=std)
                 init.copy_(g, torch.linalg.vector_norm(v, dim=(0, 1), keepdim=True))
-            init.zeros_(conv.bias)
+            init.zeros_(module.bias)
             return
-        if isinstance(module, nn.Conv1d) and hasattr(module, "parametrizations"):
-            return  # handled with its BeatsPositionalConvEmbedding
-        if isinstance(module, BeatsEncoderLayer) and config.deep_norm:
-            beta = (8.0 * config.encoder_layers) ** -0.25
-            attn = module.self_attn
-            for linear, gain in ((attn.q_proj, 1.0), (attn.k_proj, 1.0), (attn.v_proj, beta), (attn.out_proj, beta),
-                                 (module.fc1, beta), (module.fc2, beta)):
-                init.xavier_normal_(linear.weight, gain=gain)
-                init.zeros_(linear.bias)
+        if isinstance(module, nn.Linear) and hasattr(module, "_beats_xavier_gain"):
+            # tagged by BeatsEncoderLayer (children are initialised before their parents, so the tag lives on them)
+            init.xavier_normal_(module.weight, gain=module._beats_xavier_gain)
+            init.zeros_(module.bias)
             return
         if isinstance(module, BeatsAttention):
             if module.gru_rel_pos:
