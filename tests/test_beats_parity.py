@@ -56,6 +56,8 @@ def test_converted_folder_layout(converted):
     assert cfg["auto_map"]["AutoModelForAudioClassification"] == "modeling_beats.BeatsForAudioClassification"
     assert cfg["problem_type"] == "multi_label_classification"
     assert cfg["id2label"]["3"] == "/m/fake_dev_03"
+    cfg = json.loads((converted["tokenizer_dev"] / "config.json").read_text())
+    assert cfg["auto_map"]["AutoModel"] == "modeling_beats.BeatsAcousticTokenizer"  # a model, not a text tokenizer
 
 
 def _capture(model, beats):
@@ -258,7 +260,7 @@ REMOTE_SCRIPT = textwrap.dedent("""
     import torch
     from safetensors.torch import load_file
     from transformers import AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
-    ft, pre, io_ft, io_pre = sys.argv[1:5]
+    ft, pre, io_ft, io_pre, tok_dir, io_tok = sys.argv[1:7]
     result = {}
     fe = AutoFeatureExtractor.from_pretrained(ft, trust_remote_code=True)
     model = AutoModelForAudioClassification.from_pretrained(ft, trust_remote_code=True)
@@ -273,6 +275,12 @@ REMOTE_SCRIPT = textwrap.dedent("""
         out = model(**fe(io["waveform"], sampling_rate=16000, attention_mask=~io["padding_mask"], return_tensors="pt"))
     result["features"] = (out.last_hidden_state - io["features"]).abs().max().item()
     result["mask"] = bool(torch.equal(out.padding_mask, io["out_padding_mask"]))
+    tok = AutoModel.from_pretrained(tok_dir, trust_remote_code=True)  # auto_map points AutoModel at the tokenizer
+    io = load_file(io_tok)
+    labels = tok.extract_labels(**fe(io["waveform"], sampling_rate=16000, attention_mask=~io["padding_mask"],
+                                     return_tensors="pt"))
+    result["tokenizer"] = type(tok).__name__
+    result["labels"] = bool(torch.equal(labels.flatten(), io["labels"]))
     result["hf_alm_loaded"] = any(m == "hf_alm" or m.startswith("hf_alm.") for m in sys.modules)
     print(json.dumps(result))
 """)
@@ -282,7 +290,8 @@ def test_remote_code_loads_without_hf_alm(beats_reference_path, converted, tmp_p
     env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", PYTHONPATH="")
     args = [str(converted["beats_dev_finetuned"]), str(converted["beats_dev_pretrained"]),
             str(beats_reference_path / "beats_dev_finetuned_io.safetensors"),
-            str(beats_reference_path / "beats_dev_pretrained_io.safetensors")]
+            str(beats_reference_path / "beats_dev_pretrained_io.safetensors"), str(converted["tokenizer_dev"]),
+            str(beats_reference_path / "tokenizer_dev_io.safetensors")]
     out = subprocess.run([sys.executable, "-c", REMOTE_SCRIPT, *args], capture_output=True, text=True,
                          cwd=tmp_path, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -290,3 +299,4 @@ def test_remote_code_loads_without_hf_alm(beats_reference_path, converted, tmp_p
     assert not result["hf_alm_loaded"]
     assert all(not m.startswith("hf_alm") for m in result["classes"]), result["classes"]
     assert result["logits"] < 1e-5 and result["features"] < 1e-4 and result["mask"], result
+    assert result["tokenizer"] == "BeatsAcousticTokenizer" and result["labels"], result

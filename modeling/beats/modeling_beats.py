@@ -699,7 +699,36 @@ class BeatsVectorQuantizer(nn.Module):
         self.embed_avg.copy_(updated)
 
 
-class BeatsAcousticTokenizer(BeatsPreTrainedModel):
+class _AudioTokenizerSaveMixin:
+    """transformers' remote-code saving treats any class whose name contains "Tokenizer" as a *text* tokenizer and
+    writes a ``[slow, fast]`` pair into ``auto_map``, which ``AutoModel`` cannot load. These audio tokenizers are
+    models: after saving, the entry is rewritten as the plain ``"module.Class"`` reference."""
+
+    def save_pretrained(self, save_directory, *args, push_to_hub: bool = False, **kwargs):
+        import json
+        import os
+
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        auto_map = getattr(self.config, "auto_map", None) or {}
+        fixed = {k: (v[0] if isinstance(v, (list, tuple)) else v) for k, v in auto_map.items()}
+        if fixed != auto_map:
+            self.config.auto_map = fixed
+            path = os.path.join(save_directory, "config.json")
+            with open(path, encoding="utf-8") as fh:
+                saved = json.load(fh)
+            saved["auto_map"] = fixed
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(saved, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+            os.replace(tmp, path)
+        if push_to_hub:
+            repo_id = kwargs.get("repo_id") or os.path.basename(os.path.normpath(str(save_directory)))
+            self.push_to_hub(repo_id, token=kwargs.get("token"))
+        return result
+
+
+class BeatsAcousticTokenizer(_AudioTokenizerSaveMixin, BeatsPreTrainedModel):
     """BEATs acoustic tokenizer: the BEATs encoder, ``quantize_layer`` (Linear -> Tanh -> Linear to ``quant_dim``) and
     a :class:`BeatsVectorQuantizer` with ``quant_n`` codes. :meth:`extract_labels` gives the discrete labels that the
     next BEATs iteration learns to predict."""
@@ -737,7 +766,7 @@ class BeatsAcousticTokenizer(BeatsPreTrainedModel):
             self.train(was_training)
 
 
-class BeatsRandomProjectionTokenizer(BeatsPreTrainedModel):
+class BeatsRandomProjectionTokenizer(_AudioTokenizerSaveMixin, BeatsPreTrainedModel):
     """Frozen random-projection tokenizer of BEATs iteration 1 (BEST-RQ style).
 
     Each 16 x 16 fbank patch (time-major order, like the encoder) is standardised, projected with a fixed random
