@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        targets = [(Path(d).name, Path(d)) for d in args.model_dir] or [
+        targets = [("/".join(Path(d).resolve().parts[-2:]), Path(d)) for d in args.model_dir] or [
             (p, None) for p in args.presets.split(",") if p]
         for name, model_dir in targets:
             model_dir = model_dir or _random_model_dir(name, tmp)
@@ -134,11 +134,12 @@ def main(argv=None) -> int:
     meta = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "python": sys.version.split()[0], "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
-    header = (f"{'model':<10}{'params':>8}{'fp32 B':>9}{'int8 B':>9}{'frames':>8}{'fp32 ms':>9}{'int8 ms':>9}"
+    width = max(10, *(len(r["name"]) + 2 for r in rows))
+    header = (f"{'model':<{width}}{'params':>8}{'fp32 B':>9}{'int8 B':>9}{'frames':>8}{'fp32 ms':>9}{'int8 ms':>9}"
               f"{'int8 ms/s':>11}{'front-end ms/s':>16}{'torch ms':>10}")
     print(header)
     for r in rows:
-        print(f"{r['name']:<10}{r['num_parameters']:>8}{r['model_onnx_bytes']:>9}{r['model_int8_onnx_bytes']:>9}"
+        print(f"{r['name']:<{width}}{r['num_parameters']:>8}{r['model_onnx_bytes']:>9}{r['model_int8_onnx_bytes']:>9}"
               f"{r['frames']:>8}{r['onnx_fp32_ms']:>9.3f}{r['onnx_int8_ms']:>9.3f}"
               f"{r['onnx_int8_ms_per_audio_second']:>11.3f}{r['frontend_numpy_ms_per_audio_second']:>16.3f}"
               f"{r['pytorch_eager_ms']:>10.3f}")
