@@ -39,6 +39,15 @@ Stages (each one call of :func:`hf_alm.training.loop.fit`):
 
 Everything is deterministic by seed (item lists are drawn once per stage; no augmentation draws at batch time), so a
 resumed run sees exactly the batches of an uninterrupted one.
+
+Measured limitation (2026-11-25, synthetic corpus, ``small`` preset = HTSAT tower, 2 quiet CPU cores, ~5 min per
+run): in seven settings (stage-B learning rate 3e-4 / 1e-3, 2-4 stage-B epochs, ``alpha_same`` 1 or 3, with or
+without a longer base stage) ZSTE order accuracy on held-out compositions stayed at 49-51 % while relation accuracy
+rose from 25 % to 45-48 % and both-events accuracy from 38 % to 51-63 %. Our reading (not proven): the pooled HTSAT
+embeddings of "A then B" and "B then A" stay nearly the same, because a Swin with only *relative* position biases
+followed by global average pooling is close to invariant to swapping the two halves of the folded spectrogram, so the
+order signal is not learned in a few hundred CPU steps. A tower with an absolute or edge-anchored time cue (the BEATs tower's zero-padded convolutional
+position embedding; or order-preserving pooling in the model) is the way forward.
 """
 
 from __future__ import annotations
