@@ -445,8 +445,12 @@ def test_processor_round_trip_and_zero_shot_pipeline(tmp_path):
 def test_remote_code_loads_without_hf_alm(tmp_path):
     from hf_alm.modeling.one_peace import OnePeaceModelWithProjection
 
+    from hf_alm.modeling.one_peace import OnePeaceFeatureExtractor, OnePeaceImageProcessor, OnePeaceProcessor
+
     model = OnePeaceModelWithProjection(_tiny()).eval()
     model.save_pretrained(tmp_path)
+    OnePeaceProcessor(OnePeaceFeatureExtractor(min_duration=0.5), OnePeaceImageProcessor(), _tokenizer()
+                      ).save_pretrained(tmp_path)
     wav = torch.randn(1, 1600)
     with torch.no_grad():
         ref = model.get_audio_features(wav).pooler_output
@@ -454,6 +458,9 @@ def test_remote_code_loads_without_hf_alm(tmp_path):
     code = (
         "import sys, torch; from transformers import AutoModel\n"
         f"m = AutoModel.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()\n"
+        "from transformers import AutoProcessor\n"
+        f"p = AutoProcessor.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)\n"
+        "assert type(p).__name__ == 'OnePeaceProcessor' and p.feature_extractor.min_duration == 0.5\n"
         "assert 'hf_alm' not in sys.modules, 'remote code imported hf_alm'\n"
         f"w = torch.load({str(tmp_path / 'wav.pt')!r})\n"
         "with torch.no_grad(): print(type(m).__name__, m.get_audio_features(w).pooler_output.tolist())\n"

@@ -93,6 +93,14 @@ def test_recipe_tiny_end_to_end_and_resume(tmp_path):
     with torch.no_grad():
         emb = model.get_audio_features(**proc(audio=[np.zeros(16000, np.float32) + 0.1], sampling_rate=16000))
     assert emb.pooler_output.shape == (1, model.config.projection_dim)
+    # the Hub staging (model card, remote code, eval results) accepts the output folder
+    from hf_alm.hub import load_eval_results, stage
+
+    flat = load_eval_results(out_dir / "eval_results.json")
+    assert flat["stage"] == "al" and flat["audio_to_text_R@1"] == results["al"]["audio_to_text_R@1"]
+    staged = stage(out_dir, tmp_path / "staged", repo_id="someone/one-peace-lite-test")
+    card = (staged / "README.md").read_text()
+    assert "ONE-PEACE" in card and (staged / "modeling_one_peace.py").is_file()
     # resume: both stages are already finished -> restored and skipped, same evaluation
     out = _run(common + ["--resume_from_checkpoint", "latest"], tmp_path)
     assert "already finished; skipping" in out.stdout + out.stderr

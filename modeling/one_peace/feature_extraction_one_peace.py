@@ -84,3 +84,5 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
 
 
 __all__ = ["OnePeaceFeatureExtractor"]
+
+OnePeaceFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

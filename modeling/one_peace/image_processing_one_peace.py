@@ -24,3 +24,5 @@ class OnePeaceImageProcessor(PilBackend):
 
 
 __all__ = ["OnePeaceImageProcessor"]
+
+OnePeaceImageProcessor.register_for_auto_class("AutoImageProcessor")

@@ -50,3 +50,5 @@ class OnePeaceProcessor(ProcessorMixin):
 
 
 __all__ = ["OnePeaceProcessor"]
+
+OnePeaceProcessor.register_for_auto_class("AutoProcessor")
