@@ -323,7 +323,11 @@ def _load(src):
         raise FileNotFoundError(f"ONE-PEACE checkpoint not found: {src}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # fairseq checkpoints pickle omegaconf objects in 'cfg'
+    except Exception:  # fairseq checkpoints may pickle omegaconf / argparse objects in 'cfg'
+        import warnings
+
+        warnings.warn(f"{src}: not loadable with weights_only=True (it pickles Python objects, e.g. fairseq's cfg); "
+                      "loading it with full unpickling - only convert checkpoints you trust", stacklevel=2)
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{src} is not a fairseq checkpoint: expected a dict with a 'model' entry, got "
