@@ -76,13 +76,15 @@ def matmul_shapes(config, rows: int) -> list[tuple[int, int, int]]:
 
 
 def matmul_bench(config, rows: int):
-    """A callable running one torch.mm of each model shape, and its FLOPs (fp32 reference rate of this machine)."""
+    """A callable running the encoder's GEMMs with torch.mm (each shape once per layer, so that the run lasts about as
+    long as the model's GEMMs and sees the same machine load), and its FLOPs: this machine's fp32 reference rate."""
     mats = [(torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)) for m, k, n in matmul_shapes(config, rows)]
-    flops = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in mats)
+    flops = config.encoder_layers * sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b, _ in mats)
 
     def run():
-        for a, b, out in mats:
-            torch.mm(a, b, out=out)
+        for _ in range(config.encoder_layers):
+            for a, b, out in mats:
+                torch.mm(a, b, out=out)
 
     return run, flops
 
