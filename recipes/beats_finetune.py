@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     g.add_argument("--crop", default="loudest", choices=["loudest", "start"],
                    help="which --max_seconds window to keep: the loudest one or the beginning (default: %(default)s)")
+    g.add_argument("--feature_cache", default=None, metavar="DIR",
+                   help="folder caching every clip's fbank between runs (keyed by dataset, crop and feature "
+                        "settings; default: OUTPUT_DIR/feature_cache; 'none' disables it)")
     g = p.add_argument_group("model")
     g.add_argument("--model_name_or_path", default=None, metavar="PATH",
                    help="BEATs folder to start from (converted with 'hf-alm convert beats', or written by "
@@ -274,8 +277,8 @@ def main(argv=None) -> int:
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
     import hf_alm  # noqa: F401  (registers the Auto classes)
-    from hf_alm.training.beats import evaluation_units, load_labelled_dataset, pooled_embeddings, prepare_clips, \
-        unit_indices
+    from hf_alm.training.beats import (cached_clips, evaluation_units, load_labelled_dataset, pooled_embeddings,
+                                       unit_indices)
     from hf_alm.training.loop import TrainConfig, make_accelerator
     from hf_alm.utils import atomic_write_text
 
@@ -291,8 +294,11 @@ def main(argv=None) -> int:
     targets = _targets(ds, len(label_names), problem_type)
     units = evaluation_units(ds, args.eval_fold)
     fe = load_feature_extractor(args)
-    features = prepare_clips(ds, fe, max_seconds=args.max_seconds or None, crop=args.crop,
-                             progress=accelerator.is_local_main_process)
+    cache = None if (args.feature_cache or "").lower() == "none" else (
+        args.feature_cache or output_dir / "feature_cache")
+    features = cached_clips(cache, ds, fe, dataset_spec=args.dataset, max_seconds=args.max_seconds or None,
+                            crop=args.crop, progress=accelerator.is_local_main_process, is_main=is_main,
+                            wait=accelerator.wait_for_everyone)
     embeddings = None
     if args.linear_probe:  # the frozen encoder is the same for every fold: embed every clip once
         encoder = build_model(args, label_names).beats

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     g.add_argument("--crop", default="loudest", choices=["loudest", "start"],
                    help="which --max_seconds window to keep: the loudest one or the beginning (default: %(default)s)")
+    g.add_argument("--feature_cache", default=None, metavar="DIR",
+                   help="folder caching every clip's fbank between runs (keyed by dataset, crop and feature "
+                        "settings; default: OUTPUT_DIR/feature_cache; 'none' disables it)")
     g = p.add_argument_group("model size (from scratch)")
     g.add_argument("--preset", default="tiny", choices=sorted(BEATS_PRESETS),
                    help="architecture preset: tiny (2 x 64), small (4 x 128) or base (the released 12 x 768) "
@@ -129,8 +132,8 @@ def main(argv=None) -> int:
     import hf_alm  # noqa: F401  (registers the Auto classes)
     from hf_alm.modeling.beats import (BeatsAcousticTokenizer, BeatsFeatureExtractor, BeatsForPreTraining,
                                        BeatsRandomProjectionTokenizer)
-    from hf_alm.training.beats import (BeatsTokenizerDistiller, beats_preset_config, clip_labels, distill_collate,
-                                       load_labelled_dataset, mam_collate, mam_loss, prepare_clips, teacher_targets)
+    from hf_alm.training.beats import (BeatsTokenizerDistiller, beats_preset_config, cached_clips, clip_labels,
+                                       distill_collate, load_labelled_dataset, mam_collate, mam_loss, teacher_targets)
     from hf_alm.training.loop import TrainConfig, fit, make_accelerator
     from hf_alm.utils import atomic_directory, atomic_write_text, seed_everything
 
@@ -146,8 +149,11 @@ def main(argv=None) -> int:
     fe = BeatsFeatureExtractor(feature_size=config.num_mel_bins, padding_mode=config.padding_mode)
 
     ds = load_labelled_dataset(args.dataset, need_labels=False)
-    features = prepare_clips(ds, fe, max_seconds=args.max_seconds or None, crop=args.crop,
-                             progress=accelerator.is_local_main_process)
+    cache = None if (args.feature_cache or "").lower() == "none" else (
+        args.feature_cache or output_dir / "feature_cache")
+    features = cached_clips(cache, ds, fe, dataset_spec=args.dataset, max_seconds=args.max_seconds or None,
+                            crop=args.crop, progress=accelerator.is_local_main_process, is_main=is_main,
+                            wait=accelerator.wait_for_everyone)
     items = list(range(len(features)))
     frames = [int(f.shape[0]) for f in features]
     accelerator.print(f"{len(features)} clips, {min(frames)}..{max(frames)} fbank frames; BEATs {args.preset}: "

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from hf_alm.training.beats import (SpecAugment, beats_preset_config, evaluation_units, loudest_window, mam_collate,
-                                   pad_features, pooled_embeddings)
+                                   pooled_embeddings)
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ROOT / "recipes" / "beats_pretrain.py"

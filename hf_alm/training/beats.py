@@ -41,6 +41,7 @@ __all__ = [
     "load_labelled_dataset",
     "loudest_window",
     "prepare_clips",
+    "cached_clips",
     "pad_features",
     "SpecAugment",
     "clip_labels",
@@ -154,6 +155,32 @@ def prepare_clips(ds, feature_extractor, *, max_seconds: float | None = None, cr
         with torch.no_grad():
             features.append(feature_extractor.extract(wave.unsqueeze(0).float())[0].contiguous())
     return features
+
+
+def cached_clips(cache_dir, ds, feature_extractor, *, dataset_spec: str, max_seconds: float | None = None,
+                 crop: str = "loudest", progress: bool = True, is_main: bool = True, wait=None) -> list[torch.Tensor]:
+    """:func:`prepare_clips` with an on-disk cache ``cache_dir/fbank_<key>.pt`` keyed by the dataset spec, its size,
+    the crop and the feature extractor settings (written atomically by the main process; ``wait`` is called before
+    the others read it). ``cache_dir=None`` disables the cache."""
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    if cache_dir is None:
+        return prepare_clips(ds, feature_extractor, max_seconds=max_seconds, crop=crop, progress=progress)
+    payload = json.dumps({"dataset": dataset_spec, "n": len(ds), "max_seconds": max_seconds, "crop": crop,
+                          "fe": feature_extractor.to_dict()}, sort_keys=True, default=str)
+    path = Path(cache_dir) / f"fbank_{hashlib.sha1(payload.encode()).hexdigest()[:16]}.pt"
+    if not path.is_file() and is_main:
+        features = prepare_clips(ds, feature_extractor, max_seconds=max_seconds, crop=crop, progress=progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(features, tmp)
+        os.replace(tmp, path)
+    if wait is not None:
+        wait()
+    return torch.load(path, weights_only=True)
 
 
 def pad_features(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
