@@ -117,3 +117,20 @@ def test_save_and_reload_round_trip(tmp_path):
     again = BeatsFeatureExtractor.from_pretrained(tmp_path)
     x = _audio(5000).numpy()
     np.testing.assert_array_equal(again(x, sampling_rate=16000)["input_values"], fe(x, sampling_rate=16000)["input_values"])
+
+
+def test_padding_to_max_length_and_truncation():
+    fe = BeatsFeatureExtractor()
+    clips = [_audio(8000, 1).numpy(), _audio(5000, 2).numpy()]
+    out = fe(clips, sampling_rate=16000, padding="max_length", max_length=16000, return_tensors="pt")
+    assert out["input_values"].shape == (2, 98, 128)
+    longest = fe(clips, sampling_rate=16000, return_tensors="pt")
+    torch.testing.assert_close(out["input_values"][:, :48], longest["input_values"], atol=0, rtol=0)
+    cut = fe(clips, sampling_rate=16000, max_length=4000, truncation=True, return_tensors="pt")
+    assert cut["input_values"].shape == (2, 1 + (4000 - 400) // 160, 128)
+    with pytest.raises(ValueError, match="longer than max_length=4000"):
+        fe(clips, sampling_rate=16000, max_length=4000)
+    with pytest.raises(ValueError, match="need max_length"):
+        fe(clips, sampling_rate=16000, padding="max_length")
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        fe(clips, sampling_rate=16000, do_normalize=False)

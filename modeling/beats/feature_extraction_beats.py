@@ -260,6 +260,10 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
             attention_mask: optional sample-level mask for a 2-D batch (1 / True = real sample).
             return_tensors: ``"pt"`` for torch tensors, ``"np"`` (or ``None``) for numpy arrays.
             return_attention_mask: include the frame-level ``attention_mask`` (default: ``self.return_attention_mask``).
+            padding: ``True`` / ``"longest"`` (pad a list to its longest clip) or ``"max_length"`` (pad every clip to
+                ``max_length`` samples).
+            max_length: a length in samples for ``padding="max_length"`` and ``truncation``.
+            truncation: cut clips longer than ``max_length`` (otherwise such a clip is an error).
         """
         if sampling_rate is None:
             logger.warning_once(f"BeatsFeatureExtractor was called without `sampling_rate`; assuming "
@@ -267,11 +271,29 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
         elif int(sampling_rate) != self.sampling_rate:
             raise ValueError(f"BEATs expects audio sampled at {self.sampling_rate} Hz, got sampling_rate="
                              f"{sampling_rate}; resample it first (e.g. hf_alm.data.audio.resample)")
+        padding = kwargs.pop("padding", True)
+        max_length = kwargs.pop("max_length", None)
+        truncation = kwargs.pop("truncation", False)
         if kwargs:
-            unknown = sorted(k for k in kwargs if k not in {"padding", "truncation", "max_length"})
-            if unknown:
-                raise TypeError(f"BeatsFeatureExtractor got unexpected arguments: {unknown}")
+            raise TypeError(f"BeatsFeatureExtractor got unexpected arguments: {sorted(kwargs)}")
+        if padding not in (True, "longest", "max_length"):
+            raise ValueError(f"padding must be True, 'longest' or 'max_length' (clips of a batch are always padded "
+                             f"with silence), got {padding!r}")
+        if (padding == "max_length" or truncation) and max_length is None:
+            raise ValueError(f"padding={padding!r} / truncation={truncation!r} need max_length (in samples)")
         waves, sample_padding, _ = self._batch(raw_speech, attention_mask)
+        if max_length is not None:
+            max_length = int(max_length)
+            if waves.shape[1] > max_length:
+                if not truncation:
+                    raise ValueError(f"audio of {waves.shape[1]} samples is longer than max_length={max_length}; "
+                                     f"pass truncation=True to cut it")
+                waves, sample_padding = waves[:, :max_length], sample_padding[:, :max_length]
+            elif padding == "max_length" and waves.shape[1] < max_length:
+                extra = max_length - waves.shape[1]
+                waves = torch.nn.functional.pad(waves, (0, extra), value=float(self.padding_value))
+                sample_padding = torch.nn.functional.pad(sample_padding, (0, extra), value=True)
+            waves = waves.contiguous()
         features = self.extract(waves)
         num_frames = features.shape[1]
         frame_padding = frame_padding_mask(sample_padding, num_frames, self.padding_mode,

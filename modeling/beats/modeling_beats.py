@@ -666,16 +666,18 @@ class BeatsVectorQuantizer(nn.Module):
     def forward(self, z: torch.Tensor, valid: torch.Tensor | None = None):
         """``z`` ``(..., dim)`` -> (straight-through quantised ``(..., dim)``, commitment loss, codes ``(...)``).
 
-        ``valid`` (same leading shape, bool) selects the vectors that feed k-means and the EMA statistics.
+        ``valid`` (same leading shape, bool) selects the vectors that feed k-means and the EMA statistics. The
+        lookup runs in fp32 even under autocast (labels must not depend on the compute precision).
         """
-        z = F.normalize(z, p=2, dim=-1)
+        z = F.normalize(z.float(), p=2, dim=-1)
         flat = z.reshape(-1, self.dim)
         flat_valid = flat if valid is None else flat[valid.reshape(-1)]
         if self.training and self.initted.item() == 0 and flat_valid.shape[0] > 0:
-            self.kmeans_init_(flat_valid.detach().float())
-        weight = self.weight.to(flat.dtype)
-        distances = (flat.pow(2).sum(dim=1, keepdim=True) + weight.pow(2).sum(dim=1)
-                     - 2 * torch.matmul(flat, weight.t()))
+            self.kmeans_init_(flat_valid.detach())
+        weight = self.weight.float()
+        with torch.autocast(device_type=flat.device.type, enabled=False):
+            distances = (flat.pow(2).sum(dim=1, keepdim=True) + weight.pow(2).sum(dim=1)
+                         - 2 * torch.matmul(flat, weight.t()))
         codes = distances.argmin(dim=1)
         z_q = F.embedding(codes, weight).view_as(z)
         if self.training:
