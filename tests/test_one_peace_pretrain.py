@@ -208,13 +208,13 @@ def test_vl_step_trains_the_vision_language_parts():
     # a few optimizer steps on the same batch reduce the loss
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     first = float(loss.detach())
-    for _ in range(8):
+    for _ in range(5):
         opt.zero_grad()
         torch.manual_seed(0)
         loss, _ = vl_pretrain_loss(model, batch)
         loss.backward()
         opt.step()
-    assert float(loss) < first
+    assert float(loss.detach()) < first
 
 
 def test_masked_encoding_only_sees_visible_units():
