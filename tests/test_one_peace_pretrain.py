@@ -230,3 +230,61 @@ def test_masked_encoding_only_sees_visible_units():
     assert out.audio_last_hidden_state.shape[1] == batch["audio_preserve_ids"].shape[1]
     kept = batch["audio_preserve_ids"][0]
     assert bool(out.audio_padding_mask[0].eq(kept.eq(-1)).all())
+
+
+DDP_WORKER = r"""
+import json, os, sys
+import numpy as np
+import torch
+torch.set_num_threads(1)
+torch.distributed.init_process_group("gloo")
+rank = torch.distributed.get_rank()
+sys.path.insert(0, sys.argv[2])
+from test_one_peace_pretrain import _tiny, _tokenizer
+from hf_alm.modeling.one_peace import OnePeaceForPreTraining, OnePeaceImageProcessor
+from hf_alm.training.one_peace import VLCollator, vl_pretrain_loss
+torch.manual_seed(0)
+model = OnePeaceForPreTraining(_tiny())
+ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+rng = np.random.default_rng(rank)  # each process its own shard
+rows = [{"image": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "caption": c}
+        for c in ("a small red circle in the top left", "a large blue square in the centre")]
+torch.manual_seed(rank)
+batch = VLCollator(OnePeaceImageProcessor(size={"height": 32, "width": 32}), _tokenizer())(rows)
+loss, _ = vl_pretrain_loss(ddp, batch)
+loss.backward()
+g = model.one_peace.encoder.fusion_model.layers[0].self_attn.q_proj.weight.grad
+json.dump({"grad": g.flatten()[:16].tolist(), "loss": float(loss)}, open(sys.argv[1] + f".{rank}", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_ddp_pretraining_step_synchronises_gradients(tmp_path):
+    """Wrapped in DistributedDataParallel (2 CPU processes, different shards), the pretraining step runs inside the
+    wrapper's forward, so both processes end the step with the same (averaged) gradients."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    worker = tmp_path / "worker.py"
+    worker.write_text(DDP_WORKER)
+    out = tmp_path / "out"
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, str(worker), str(out), str(Path(__file__).parent)], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    r0 = json.loads(Path(f"{out}.0").read_text())
+    r1 = json.loads(Path(f"{out}.1").read_text())
+    assert r0["loss"] != r1["loss"]  # different shards
+    assert r0["grad"] == pytest.approx(r1["grad"], rel=1e-5, abs=1e-8)

@@ -21,6 +21,7 @@ draw masks from torch's global RNG, so ``accelerate``'s checkpoints restore them
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -171,10 +172,22 @@ class LossWeights:
     pair_other: float = 0.5
 
 
+def _through_forward(model, impl, batch, **kw):
+    """Run ``impl(unwrapped, batch, **kw)`` inside the model's ``forward`` when it is wrapped (DDP), so that gradient
+    synchronisation is prepared for the step's backward."""
+    if hasattr(model, "module"):
+        return model(pretraining_step=functools.partial(impl, **kw), batch=batch)
+    return impl(model, batch, **kw)
+
+
 def vl_pretrain_loss(model, batch: dict, *, label_smoothing: float = 0.1, weights: LossWeights = LossWeights(),
                      use_dcl: bool = True):
     """Vision-language step (``OnePeaceForPreTraining`` and a ``VLCollator`` batch) -> ``(loss, logs)``."""
-    m = _unwrap(model)
+    return _through_forward(model, _vl_step, batch, label_smoothing=label_smoothing, weights=weights,
+                            use_dcl=use_dcl)
+
+
+def _vl_step(m, batch, *, label_smoothing, weights, use_dcl):
     text_kw = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     text_out = m.encode(**text_kw)
     image_out = m.encode(pixel_values=batch["pixel_values"])
@@ -216,7 +229,11 @@ def al_pretrain_loss(model, batch: dict, *, label_smoothing: float = 0.1, weight
 
     ``text_grad=False`` (the original) computes the text side of the contrast without gradient.
     """
-    m = _unwrap(model)
+    return _through_forward(model, _al_step, batch, label_smoothing=label_smoothing, weights=weights,
+                            use_dcl=use_dcl, text_grad=text_grad)
+
+
+def _al_step(m, batch, *, label_smoothing, weights, use_dcl, text_grad):
     text_kw = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     # the conv feature extractor runs once per step; every pass below shares its output (same gradients as
     # recomputing it per pass, a fraction of the cost)

@@ -979,8 +979,15 @@ class OnePeaceForPreTraining(OnePeacePreTrainedModel):
         x, _, spans, _, _ = self.decoder.fusion_model(segments)
         return {m: getattr(self, f"{m}_mask_head")(x[:, s:e]) for m, s, e in spans}
 
-    def forward(self, **inputs):
-        """Same as ``OnePeaceModel.forward`` (encoder features); see ``decode`` for the decoder."""
+    def forward(self, pretraining_step=None, batch=None, **inputs):
+        """Encoder features (as ``OnePeaceModel.forward``); see ``decode`` for the decoder.
+
+        ``pretraining_step(model, batch)``: run a whole pretraining step (several encoder / decoder passes) *inside*
+        ``forward``, so that a ``DistributedDataParallel`` wrapper sees one forward per step and synchronises the
+        gradients (``hf_alm.training.one_peace`` does this).
+        """
+        if pretraining_step is not None:
+            return pretraining_step(self, batch)
         return self.one_peace(**inputs)
 
 
