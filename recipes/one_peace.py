@@ -265,20 +265,6 @@ def _save_final(model, processor, output_dir: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _make_accelerator(config):
-    """``hf_alm.training.loop.make_accelerator``'s settings plus ``find_unused_parameters=True`` for DDP: a stage
-    leaves the other modality's branch without gradients (audio in ``vl``, image in ``al``)."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
-
-    log_with = None if config.report_to in (None, "", "none") else config.report_to
-    return Accelerator(
-        mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation_steps,
-        log_with=log_with, kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-        project_config=ProjectConfiguration(project_dir=config.output_dir,
-                                            logging_dir=os.path.join(config.output_dir, "logs")))
-
-
 # ------------------------------------------------------------------------------------------------------ main
 def main(argv=None) -> int:
     import torch
@@ -295,7 +281,7 @@ def main(argv=None) -> int:
     import hf_alm  # noqa: F401  (registers the Auto classes)
     from hf_alm.modeling.one_peace import (OnePeaceConfig, OnePeaceFeatureExtractor, OnePeaceForPreTraining,
                                            OnePeaceImageProcessor, OnePeaceProcessor)
-    from hf_alm.training.loop import TrainConfig, fit
+    from hf_alm.training.loop import TrainConfig, fit, make_accelerator
     from hf_alm.training.one_peace import (ALCollator, VLCollator, al_pretrain_loss, freeze_for_audio_stage,
                                            vl_pretrain_loss)
     from hf_alm.utils import atomic_write_text
@@ -303,7 +289,8 @@ def main(argv=None) -> int:
     t_start = time.time()
     output_dir = Path(args.output_dir)
     train_config = TrainConfig.from_args(args)
-    accelerator = _make_accelerator(train_config)
+    # each stage leaves one modality's branch without gradients (audio in vl, image in al)
+    accelerator = make_accelerator(train_config, find_unused_parameters=True)
     main_proc = accelerator.is_main_process
     set_seed(args.seed)
 

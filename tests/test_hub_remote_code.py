@@ -118,14 +118,7 @@ exec(OUTPUTS_SRC, _NS)  # the same function runs in-process and in the isolated 
 _outputs = _NS["_outputs"]
 
 
-ONE_PEACE_PENDING = pytest.mark.xfail(
-    raises=hub.HubPublishError, strict=False,
-    reason="OnePeaceProcessor / OnePeaceFeatureExtractor / OnePeaceImageProcessor do not call register_for_auto_class "
-           "yet, so publish() refuses them (with the three calls added, this test passes)")
-
-
-@pytest.mark.parametrize("family", ["tiny_edge", "beats", "beats_encoder", "clap", "clap_beats",
-                                    pytest.param("one_peace", marks=ONE_PEACE_PENDING)])
+@pytest.mark.parametrize("family", ["tiny_edge", "beats", "beats_encoder", "clap", "clap_beats", "one_peace"])
 def test_staged_folder_loads_without_hf_alm_and_card_snippets_run(family, tmp_path):
     """Stage a recipe-like folder, then in a fresh process where hf_alm cannot be imported: load it with the Auto
     classes and trust_remote_code=True, compare the outputs on the same audio, and run every snippet of the card."""

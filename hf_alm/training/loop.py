@@ -120,18 +120,24 @@ def add_common_args(parser: argparse.ArgumentParser, **defaults) -> argparse.Arg
     return parser
 
 
-def make_accelerator(config: TrainConfig):
-    """An ``Accelerator`` for ``config`` (trackers in ``output_dir``; CPU when no GPU is present)."""
+def make_accelerator(config: TrainConfig, *, find_unused_parameters: bool = False):
+    """An ``Accelerator`` for ``config`` (trackers in ``output_dir``; CPU when no GPU is present).
+
+    ``find_unused_parameters`` is passed to DistributedDataParallel, for models whose stages leave some parameters
+    without gradients (e.g. one modality of a multimodal model).
+    """
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
     log_with = None if config.report_to in (None, "", "none") else config.report_to
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else []
     return Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=log_with,
         project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=os.path.join(
             config.output_dir, "logs")),
+        kwargs_handlers=handlers,
     )
 
 
