@@ -11,6 +11,8 @@ unless a seeded `torch.Generator` is passed as `generator=` (training-time rando
 torch's global random state, so the same clip gives the same features in any batch.
 """
 
+import contextlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,6 +30,32 @@ PADDINGS = ("repeatpad", "repeat", "pad")
 CROP_POSITIONS = ("center", "start", "end")
 COMPUTE_DTYPES = ("float32", "float64")
 BLOCK_FRAMES = 128  # STFT frames processed at once (cache-sized: 128 x 1024 float64 = 1 MiB)
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"active": 0, "saved": 1}
+
+
+@contextlib.contextmanager
+def _single_threaded_ops():
+    """Set torch's intra-op threads to 1 while `log_mel` runs its own Python threads, then restore the setting.
+
+    Without this, every Python thread would open its own team of `torch.get_num_threads()` OpenMP / MKL threads
+    (n^2 threads on n cores). Re-entrant and safe for concurrent calls: the first one in saves the setting and the
+    last one out restores it.
+    """
+    with _THREADS_LOCK:
+        if _THREADS_STATE["active"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS_STATE["active"] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["active"] -= 1
+            if _THREADS_STATE["active"] == 0:
+                torch.set_num_threads(_THREADS_STATE["saved"])
+
 
 # feature-extractor settings of each model preset
 PRESET_FEATURES = {
@@ -216,12 +244,13 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         if workers <= 1:
             self._log_mel_into(clips, range(len(clips)), out, kernel)
         else:
-            # a fresh pool per call: cheap next to the work, and safe across fork (DataLoader workers)
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                jobs = [pool.submit(self._log_mel_into, clips, range(w, len(clips), workers), out, kernel)
-                        for w in range(workers)]
-                for job in jobs:
-                    job.result()
+            with _single_threaded_ops():  # each Python thread runs its ops on one core: no nested thread teams
+                # a fresh pool per call: cheap next to the work, and safe across fork (DataLoader workers)
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    jobs = [pool.submit(self._log_mel_into, clips, range(w, len(clips), workers), out, kernel)
+                            for w in range(workers)]
+                    for job in jobs:
+                        job.result()
         if self.top_db is not None:
             peak = out.amax(dim=(1, 2), keepdim=True)
             out = torch.maximum(out, peak - self.top_db)
