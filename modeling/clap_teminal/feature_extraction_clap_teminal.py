@@ -211,7 +211,9 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
             nonzero = torch.nonzero(filters.abs().sum(dim=1) > 0).flatten()
             kmin, kmax = int(nonzero.min()), int(nonzero.max()) + 1
             # (re, im) pairs interleaved: |X|^2 @ W == (view_as_real(X) ** 2).flatten(-2) @ repeat_interleave(W, 2)
-            interleaved = filters[kmin:kmax].repeat_interleave(2, dim=0).contiguous().to(device)
+            # the mel stage runs in float32 whatever the STFT precision: it sums non-negative terms (no cancellation),
+            # so float32 keeps ~1e-7 relative precision (~1e-6 dB); only the FFT needs float64
+            interleaved = filters[kmin:kmax].repeat_interleave(2, dim=0).float().contiguous().to(device)
             window = torch.hann_window(self.fft_window_size, periodic=True, dtype=self._dtype(), device=device)
             cache[key] = (window, interleaved, kmin, kmax)
         return cache[key]
@@ -223,7 +225,9 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         Equivalent to `torch.stft(center=True, pad_mode="reflect")` with a periodic Hann window, power 2, the mel
         filters and `10 * log10(max(mel, 1e-10))`; computed clip by clip in blocks of `BLOCK_FRAMES` frames
         (cache-friendly, several times faster than one big STFT), only over the FFT bins the filters use, into
-        reused buffers. With `torch.get_num_threads() > 1` the clips are shared among that many Python threads
+        reused buffers. The STFT runs in `compute_dtype`; the power / mel / log stage in float32 (sums of
+        non-negative terms lose no precision there; spectral magnitudes above ~1e19, i.e. samples far outside
+        [-1, 1] x 1e15, would overflow it). With `torch.get_num_threads() > 1` the clips are shared among that many Python threads
         (torch releases the GIL), which scales far better than torch's intra-op threading on these small blocks.
         """
         truncation = truncation or self.truncation
@@ -266,8 +270,8 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         # buffers reused for every clip and block: no allocation (nor page faults) in the loop
         padded = torch.empty(length + 2 * half, dtype=dtype, device=device)
         windowed = torch.empty(block, n_fft, dtype=dtype, device=device)
-        power = torch.empty(block, 2 * (kmax - kmin), dtype=dtype, device=device)
-        mel = torch.empty(block, filters.shape[1], dtype=dtype, device=device)
+        power = torch.empty(block, 2 * (kmax - kmin), dtype=torch.float32, device=device)
+        mel = torch.empty(block, filters.shape[1], dtype=torch.float32, device=device)
         for i in indices:
             clip = clips[i]
             # reflect padding (as torch.stft(center=True)), cast to the compute dtype in the same copy
@@ -281,10 +285,12 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                 spec = torch.fft.rfft(frame_in)
                 # (re, im) pairs interleaved: |X|^2 @ W == (view_as_real(X) ** 2).flatten(-2) @ repeat_interleave(W, 2)
                 parts = torch.view_as_real(spec).reshape(rows, -1)[:, 2 * kmin : 2 * kmax]
-                squares = torch.mul(parts, parts, out=power[:rows])
+                squares = power[:rows].copy_(parts)  # float32 from here: the cancellation-prone part is done
+                squares.mul_(squares)
                 mel_rows = torch.mm(squares, filters, out=mel[:rows])
-                torch.log10(mel_rows.clamp_(min=1e-10), out=mel_rows)
-                torch.mul(mel_rows, 10.0, out=out[i, start : start + rows])
+                target = out[i, start : start + rows]
+                torch.log10(mel_rows.clamp_(min=1e-10), out=target)
+                target.mul_(10.0)
 
     def _as_clips(self, raw_speech) -> list:
         """Normalise the accepted input types to a list of 1-D float tensors."""
