@@ -727,3 +727,16 @@ def _model_name(folder: Path) -> str:
         return json.loads((folder / "config.json").read_text(encoding="utf-8"))["architectures"][0]
     except (KeyError, IndexError, ValueError, OSError):
         return "model"
+
+
+def publish_from_args(args, model_dir, *, eval_results=None) -> PublishResult:
+    """The ``--push_to_hub`` step every recipe shares (flags of ``hf_alm.training.loop.add_common_args``).
+
+    Publishes ``model_dir`` to ``--hub_model_id`` (default: the output folder's name), private with
+    ``--hub_private``, with ``--dataset`` on the card, and prints where it went. Call it on the main process only.
+    """
+    repo_id = args.hub_model_id or Path(args.output_dir).name
+    result = publish(model_dir, repo_id, private=args.hub_private, eval_results=eval_results,
+                     dataset_name=getattr(args, "dataset", None))
+    print(f"published to {getattr(result, 'repo_url', repo_id)}")
+    return result

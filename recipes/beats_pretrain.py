@@ -235,13 +235,9 @@ def main(argv=None) -> int:
     accelerator.wait_for_everyone()
 
     if args.push_to_hub and is_main:
-        try:
-            from hf_alm.hub import publish
-        except ImportError as err:
-            raise SystemExit(f"--push_to_hub needs hf_alm.hub, which could not be imported: {err}") from err
-        repo_id = args.hub_model_id or output_dir.name
-        res = publish(final_dir, repo_id, private=args.hub_private, dataset_name=args.dataset)
-        print(f"published to {getattr(res, 'repo_url', repo_id)}")
+        from hf_alm.hub import publish_from_args
+
+        publish_from_args(args, final_dir)
     if accelerator.log_with:
         accelerator.end_training()
     return 0

@@ -344,16 +344,10 @@ def main(argv=None) -> int:
               f"{timing['total_s']:.0f} s, peak RSS {peak_mb:.0f} MB; saved to {output_dir}")
     accelerator.wait_for_everyone()
 
-    if args.push_to_hub:
-        try:
-            from hf_alm.hub import publish
-        except ImportError as err:
-            raise SystemExit(f"--push_to_hub needs hf_alm.hub, which could not be imported: {err}") from err
-        if main_proc:
-            repo_id = args.hub_model_id or output_dir.name
-            res = publish(output_dir, repo_id, private=args.hub_private,
-                          eval_results=output_dir / "eval_results.json", dataset_name=args.dataset)
-            print(f"published to {getattr(res, 'repo_url', repo_id)}")
+    if args.push_to_hub and main_proc:
+        from hf_alm.hub import publish_from_args
+
+        publish_from_args(args, output_dir, eval_results=output_dir / "eval_results.json")
     accelerator.end_training()
     return 0
 

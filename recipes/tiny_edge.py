@@ -403,12 +403,9 @@ def main(argv=None) -> int:
     if args.push_to_hub and accelerator.is_main_process:
         if not final_dir.is_dir():
             raise SystemExit("--push_to_hub needs the final model (do not pass --no-final_model)")
-        from hf_alm.hub import publish
+        from hf_alm.hub import publish_from_args
 
-        repo_id = args.hub_model_id or output_dir.name
-        res = publish(final_dir, repo_id, private=args.hub_private, eval_results=output_dir / "eval_results.json",
-                      dataset_name=args.dataset)
-        print(f"published to {getattr(res, 'repo_url', repo_id)}")
+        publish_from_args(args, final_dir, eval_results=output_dir / "eval_results.json")
     accelerator.end_training() if accelerator.log_with else None
     return 0
 

@@ -424,3 +424,22 @@ def test_custom_feature_extractor_without_auto_class_is_refused(tiny_classifier_
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         hub.stage(tmp_path, tmp_path / "out", repo_id="me/x")
+
+
+def test_publish_from_args_is_the_recipes_push_step(monkeypatch, tmp_path, capsys):
+    """Every recipe's --push_to_hub goes through publish_from_args: repo id defaults to the output folder's name."""
+    import argparse
+
+    calls = []
+    monkeypatch.setattr(hub, "publish", lambda *a, **kw: calls.append((a, kw)) or
+                        argparse.Namespace(repo_url="https://hub.invalid/org/run"))
+    args = argparse.Namespace(output_dir=str(tmp_path / "my-run"), hub_model_id=None, hub_private=True,
+                              dataset="esc10:/data")
+    hub.publish_from_args(args, tmp_path / "model", eval_results=tmp_path / "eval_results.json")
+    (model_dir, repo_id), kw = calls[0]
+    assert repo_id == "my-run" and model_dir == tmp_path / "model"
+    assert kw == {"private": True, "eval_results": tmp_path / "eval_results.json", "dataset_name": "esc10:/data"}
+    assert "published to https://hub.invalid/org/run" in capsys.readouterr().out
+    args.hub_model_id = "org/explicit"
+    hub.publish_from_args(args, tmp_path / "model")
+    assert calls[1][0][1] == "org/explicit" and calls[1][1]["eval_results"] is None
