@@ -149,39 +149,6 @@ def compute_features(args, ds, fe, accelerator) -> list[list[np.ndarray]]:
         return [[data[f"c{i}_v{v}"] for v in range(views + 1)] for i in range(len(ds))]
 
 
-def _protocol(args, ds) -> list:
-    """The evaluation units: a list of folds (ints), of one split name, or ``[None]`` (no evaluation)."""
-    choice = str(args.eval_fold).strip().lower()
-    folds = sorted(set(ds["fold"])) if "fold" in ds.column_names else []
-    splits = sorted(set(ds["split"])) if "split" in ds.column_names else []
-    if choice == "auto":
-        if "test" in splits:
-            return ["test"]
-        return folds if len(folds) >= 2 else [None]
-    if choice == "all":
-        if len(folds) < 2:
-            raise ValueError(f"--eval_fold all needs a 'fold' column with at least 2 folds; {args.dataset!r} has "
-                             f"folds {folds}")
-        return folds
-    if choice == "none":
-        return [None]
-    if choice.isdigit():
-        if int(choice) not in folds:
-            raise ValueError(f"--eval_fold {choice}: the dataset's folds are {folds}")
-        return [int(choice)]
-    if args.eval_fold not in splits:
-        raise ValueError(f"--eval_fold {args.eval_fold!r} is not a fold number nor one of the splits {splits}")
-    return [args.eval_fold]
-
-
-def _indices(ds, unit) -> tuple[list[int], list[int]]:
-    if unit is None:
-        return list(range(len(ds))), []
-    column = "fold" if isinstance(unit, int) else "split"
-    values = ds[column]
-    return [i for i, v in enumerate(values) if v != unit], [i for i, v in enumerate(values) if v == unit]
-
-
 def _pad(features: list[np.ndarray], fe) -> tuple[torch.Tensor, torch.Tensor]:
     length = max(f.shape[0] for f in features)
     values = torch.zeros(len(features), length, fe.feature_size)
@@ -315,6 +282,7 @@ def main(argv=None) -> int:
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
     import hf_alm  # noqa: F401
+    from hf_alm.data.loaders import evaluation_units, unit_indices
     from hf_alm.modeling.tiny_edge_transformer import TinyEdgeTransformerFeatureExtractor, num_parameters_for
     from hf_alm.modeling.tiny_edge_transformer import TinyEdgeTransformerConfig
     from hf_alm.training.loop import TrainConfig, make_accelerator
@@ -326,7 +294,7 @@ def main(argv=None) -> int:
     label_names = list(ds.features["label"].names) if hasattr(ds.features["label"], "names") else sorted(
         {str(v) for v in ds["label"]})
     labels = list(ds["label"])
-    units = _protocol(args, ds)
+    units = evaluation_units(ds, args.eval_fold)
     fe = TinyEdgeTransformerFeatureExtractor()
     feats = compute_features(args, ds, fe, accelerator)
     accelerator.print(f"{len(ds)} clips, {len(label_names)} classes, {len(feats[0])} views per clip, evaluation: "
@@ -339,7 +307,7 @@ def main(argv=None) -> int:
     for unit in units:
         if unit is None:
             continue
-        train_idx, eval_idx = _indices(ds, unit)
+        train_idx, eval_idx = unit_indices(ds, unit)
         name = f"fold_{unit}" if isinstance(unit, int) else f"split_{unit}"
         done = output_dir / "folds" / name / "fold_results.json"
         if args.onnx_only:

@@ -98,7 +98,7 @@ def test_resume_reproduces_the_uninterrupted_final_model(run, tmp_path):
 
 def test_bad_flags_fail_with_the_value(tmp_path):
     recipe = _recipe()
-    with pytest.raises(ValueError, match=r"--eval_fold 9: the dataset's folds are \[1\]"):
+    with pytest.raises(ValueError, match=r"--eval_fold 9: not one of the dataset's folds \[1\]"):
         recipe.main(["--dataset", "synthetic:1", "--eval_fold", "9", "--output_dir", str(tmp_path / "x"),
                      "--augment", "none"])
     with pytest.raises(SystemExit, match="--augment_views must be >= 0, got -1"):

@@ -46,6 +46,8 @@ __all__ = [
     "load_hub",
     "load_dataset_spec",
     "fold_split",
+    "evaluation_units",
+    "unit_indices",
     "DATASET_SPEC_HELP",
 ]
 
@@ -831,3 +833,40 @@ def fold_split(dataset, eval_fold: int | str):
     train = [i for i, v in enumerate(values) if v != eval_fold]
     evaluation = [i for i, v in enumerate(values) if v == eval_fold]
     return dataset.select(train), dataset.select(evaluation)
+
+
+def evaluation_units(ds, choice: str) -> list:
+    """Evaluation protocol for ``--eval_fold``: ``auto`` = the ``test`` split when there is one, else
+    cross-validation over the ``fold`` column (ESC: 5 folds), else none; ``all`` = every fold; ``none``; a fold
+    number; a split name. Returns a list of folds (int) / a split name (str), or ``[None]`` (no evaluation)."""
+    choice_l = str(choice).strip().lower()
+    folds = sorted({int(v) for v in ds["fold"]} - {0}) if "fold" in ds.column_names else []
+    splits = sorted(set(ds["split"])) if "split" in ds.column_names else []
+    if choice_l == "auto":
+        if "test" in splits:
+            return ["test"]
+        return folds if len(folds) >= 2 else [None]
+    if choice_l == "all":
+        if len(folds) < 2:
+            raise ValueError(f"--eval_fold all needs a 'fold' column with at least 2 folds; the dataset has folds "
+                             f"{folds}")
+        return folds
+    if choice_l == "none":
+        return [None]
+    if choice_l.lstrip("-").isdigit():
+        if int(choice_l) not in folds:
+            raise ValueError(f"--eval_fold {choice}: not one of the dataset's folds {folds}")
+        return [int(choice_l)]
+    if choice not in splits:
+        raise ValueError(f"--eval_fold {choice!r} is neither a fold number, 'auto', 'all', 'none' nor one of the "
+                         f"splits {splits}")
+    return [choice]
+
+
+def unit_indices(ds, unit) -> tuple[list[int], list[int]]:
+    """``(train, eval)`` row indices for an evaluation unit of :func:`evaluation_units`."""
+    if unit is None:
+        return list(range(len(ds))), []
+    column = "fold" if isinstance(unit, int) else "split"
+    values = ds[column]
+    return ([i for i, v in enumerate(values) if v != unit], [i for i, v in enumerate(values) if v == unit])

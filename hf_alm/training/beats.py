@@ -431,42 +431,8 @@ def classifier_collate(features: Sequence[torch.Tensor], targets, spec_augment: 
     return collate
 
 
-# ----------------------------------------------------------------------------------------------- evaluation units
-def evaluation_units(ds, choice: str) -> list:
-    """Evaluation protocol for ``--eval_fold``: ``auto`` = the ``test`` split when there is one, else
-    cross-validation over the ``fold`` column (ESC: 5 folds), else none; ``all`` = every fold; ``none``; a fold
-    number; a split name. Returns a list of folds (int) / a split name (str), or ``[None]`` (no evaluation)."""
-    choice_l = str(choice).strip().lower()
-    folds = sorted({int(v) for v in ds["fold"]} - {0}) if "fold" in ds.column_names else []
-    splits = sorted(set(ds["split"])) if "split" in ds.column_names else []
-    if choice_l == "auto":
-        if "test" in splits:
-            return ["test"]
-        return folds if len(folds) >= 2 else [None]
-    if choice_l == "all":
-        if len(folds) < 2:
-            raise ValueError(f"--eval_fold all needs a 'fold' column with at least 2 folds; the dataset has folds "
-                             f"{folds}")
-        return folds
-    if choice_l == "none":
-        return [None]
-    if choice_l.lstrip("-").isdigit():
-        if int(choice_l) not in folds:
-            raise ValueError(f"--eval_fold {choice}: not one of the dataset's folds {folds}")
-        return [int(choice_l)]
-    if choice not in splits:
-        raise ValueError(f"--eval_fold {choice!r} is neither a fold number, 'auto', 'all', 'none' nor one of the "
-                         f"splits {splits}")
-    return [choice]
-
-
-def unit_indices(ds, unit) -> tuple[list[int], list[int]]:
-    """``(train, eval)`` row indices for an evaluation unit of :func:`evaluation_units`."""
-    if unit is None:
-        return list(range(len(ds))), []
-    column = "fold" if isinstance(unit, int) else "split"
-    values = ds[column]
-    return ([i for i, v in enumerate(values) if v != unit], [i for i, v in enumerate(values) if v == unit])
+# evaluation units live in the data layer (shared with the tiny-edge recipe); re-exported here
+from hf_alm.data.loaders import evaluation_units, unit_indices  # noqa: E402
 
 
 def summarize(values: Sequence[float]) -> dict:
