@@ -68,3 +68,22 @@ def shared_dir() -> Path | None:
         if cand.is_dir():
             return cand
     return None
+
+
+def save_pretrained_into(output_dir: str | os.PathLike, *objects) -> None:
+    """``save_pretrained`` every object (model, processor, ...) into a temporary folder inside ``output_dir``, then
+    move each file into ``output_dir`` with ``os.replace``: no file of the final model is ever half-written, and other
+    contents of ``output_dir`` (checkpoints/, eval_results.json) stay."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".final.tmp-", dir=output_dir))
+    try:
+        for obj in objects:
+            obj.save_pretrained(tmp)
+        for f in sorted(tmp.iterdir()):
+            dst = output_dir / f.name
+            if f.is_dir() and dst.exists():
+                shutil.rmtree(dst)
+            os.replace(f, dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

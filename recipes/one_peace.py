@@ -24,12 +24,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import random
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -249,22 +246,6 @@ def _retrieval_model(pretrain_model):
     return model.eval()
 
 
-def _save_final(model, processor, output_dir: Path) -> None:
-    """save_pretrained into a temporary folder, then move each file into ``output_dir`` (os.replace per file)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".final.tmp-", dir=output_dir))
-    try:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        for f in sorted(tmp.iterdir()):
-            dst = output_dir / f.name
-            if f.is_dir() and dst.exists():
-                shutil.rmtree(dst)
-            os.replace(f, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 # ------------------------------------------------------------------------------------------------------ main
 def main(argv=None) -> int:
     import torch
@@ -284,7 +265,7 @@ def main(argv=None) -> int:
     from hf_alm.training.loop import TrainConfig, fit, make_accelerator
     from hf_alm.training.one_peace import (ALCollator, VLCollator, al_pretrain_loss, freeze_for_audio_stage,
                                            vl_pretrain_loss)
-    from hf_alm.utils import atomic_write_text
+    from hf_alm.utils import atomic_write_text, save_pretrained_into
 
     t_start = time.time()
     output_dir = Path(args.output_dir)
@@ -419,7 +400,7 @@ def main(argv=None) -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if main_proc:
         final = _retrieval_model(accelerator.unwrap_model(model))
-        _save_final(final, processor, output_dir)
+        save_pretrained_into(output_dir, final, processor)
         last = list(results)[-1] if results else None
         meta = {"dataset": args.dataset, "image_dataset": args.image_dataset, "preset": args.preset,
                 "stages": stages, "timing_s": timing, "peak_rss_mb_main_process": round(peak_mb, 1),

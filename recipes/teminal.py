@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -173,23 +170,6 @@ def _preset_processor(args, processor_cls, tokenizer):
     return processor_cls.from_preset(args.preset, tokenizer, **kwargs)
 
 
-def _save_final(model, processor, output_dir: Path) -> None:
-    """save_pretrained into a temporary folder, then move each file into ``output_dir`` (os.replace per file)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".final.tmp-", dir=output_dir))
-    try:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        for f in sorted(tmp.iterdir()):
-            dst = output_dir / f.name
-            if f.is_dir():
-                if dst.exists():
-                    shutil.rmtree(dst)
-            os.replace(f, dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def main(argv=None) -> int:
     import torch
 
@@ -205,6 +185,7 @@ def main(argv=None) -> int:
 
     from hf_alm.evaluation.zste import HEADLINE_METRICS, evaluate_zste, format_zste_table, write_zste_json
     from hf_alm.training.loop import TrainConfig, fit, make_accelerator
+    from hf_alm.utils import save_pretrained_into
     from hf_alm.training.teminal import (
         TeminalCollator,
         TeminalConfig,
@@ -317,7 +298,7 @@ def main(argv=None) -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if main_proc:
         unwrapped = accelerator.unwrap_model(model)
-        _save_final(unwrapped, processor, output_dir)
+        save_pretrained_into(output_dir, unwrapped, processor)
         first, last = next(iter(results)), list(results)[-1]
         summary = {
             "compared": [first, last],

@@ -36,3 +36,29 @@ def test_atomic_directory_leaves_nothing_on_error(tmp_path):
     with atomic_directory(dst) as tmp:
         (tmp / "full.bin").write_bytes(b"y")
     assert (dst / "full.bin").read_bytes() == b"y"
+
+
+def test_save_pretrained_into_keeps_other_files_and_cleans_up(tmp_path):
+    from hf_alm.utils import save_pretrained_into
+
+    class Saves:
+        def __init__(self, name, fail=False):
+            self.name, self.fail = name, fail
+
+        def save_pretrained(self, folder):
+            (folder / self.name).write_text("new")
+            if self.fail:
+                raise OSError("disk full")
+
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "config.json").write_text("old")
+    save_pretrained_into(out, Saves("config.json"), Saves("processor_config.json"))
+    assert (out / "config.json").read_text() == "new" and (out / "processor_config.json").read_text() == "new"
+    assert (out / "checkpoints").is_dir()
+    try:
+        save_pretrained_into(out, Saves("model.safetensors", fail=True))
+    except OSError:
+        pass
+    assert not (out / "model.safetensors").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "processor_config.json"]
