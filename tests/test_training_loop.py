@@ -121,3 +121,25 @@ def test_bad_inputs_have_clear_errors(tmp_path):
 
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         fit(_Net(), _data(), collate_fn=_collate, compute_loss=nan_loss, config=_cfg(tmp_path / "n"))
+
+
+def test_cpu_threads_per_process_rule(monkeypatch):
+    """`accelerate launch` (without --cpu) exports OMP_NUM_THREADS=1; a CPU run then gets the cores shared out
+    between its processes, an explicit --num_threads always wins, and any other setting is left alone."""
+    import os
+
+    from hf_alm.training.loop import cpu_threads_per_process
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads_per_process(None, "cpu", 1) == 8
+    assert cpu_threads_per_process(None, "cpu", 2) == 4
+    assert cpu_threads_per_process(None, "cpu", 16) == 1
+    assert cpu_threads_per_process(None, "cuda", 1) is None
+    assert cpu_threads_per_process(3, "cpu", 1) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "6")
+    assert cpu_threads_per_process(None, "cpu", 1) is None
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert cpu_threads_per_process(None, "cpu", 1) is None
+    with pytest.raises(ValueError, match="--num_threads must be >= 1, got 0"):
+        cpu_threads_per_process(0, "cpu", 1)

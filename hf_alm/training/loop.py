@@ -57,6 +57,7 @@ class TrainConfig:
     drop_last: bool = False
     log_every: int = 10
     save_checkpoints: bool = True
+    num_threads: int | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides) -> "TrainConfig":
@@ -112,6 +113,10 @@ def add_common_args(parser: argparse.ArgumentParser, **defaults) -> argparse.Arg
                    help="mixed precision mode passed to accelerate (default: %(default)s)")
     g.add_argument("--num_workers", type=int, default=d["num_workers"],
                    help="DataLoader worker processes (default: %(default)s)")
+    g.add_argument("--num_threads", type=int, default=d["num_threads"],
+                   help="torch CPU threads per process. Default: on CPU, when `accelerate launch` has set "
+                        "OMP_NUM_THREADS=1 (what it does without --cpu), the machine's cores are shared out between "
+                        "the processes; otherwise torch's own setting is kept")
     g.add_argument("--push_to_hub", action="store_true",
                    help="publish the final model to the Hugging Face Hub with a model card (hf_alm.hub.publish)")
     g.add_argument("--hub_model_id", default=None, metavar="ORG/NAME",
@@ -131,7 +136,7 @@ def make_accelerator(config: TrainConfig, *, find_unused_parameters: bool = Fals
 
     log_with = None if config.report_to in (None, "", "none") else config.report_to
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else []
-    return Accelerator(
+    accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=log_with,
@@ -139,6 +144,28 @@ def make_accelerator(config: TrainConfig, *, find_unused_parameters: bool = Fals
             config.output_dir, "logs")),
         kwargs_handlers=handlers,
     )
+    threads = cpu_threads_per_process(config.num_threads, accelerator.device.type, accelerator.num_processes)
+    if threads is not None and threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+        accelerator.print(f"torch CPU threads per process: {threads} (--num_threads)")
+    return accelerator
+
+
+def cpu_threads_per_process(requested: int | None, device_type: str, num_processes: int) -> int | None:
+    """The torch thread count a process should use, or None to keep the current one.
+
+    ``requested`` (``--num_threads``) wins. Otherwise, on CPU, ``accelerate launch`` without ``--cpu`` exports
+    ``OMP_NUM_THREADS=1``, which would leave all but one core idle in a single-process CPU run; in that case (the
+    variable is exactly ``"1"``) the cores are divided between the processes.
+    """
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"--num_threads must be >= 1, got {requested}")
+        return requested
+    if device_type != "cpu" or os.environ.get("OMP_NUM_THREADS") != "1":
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, num_processes))
 
 
 class EpochShuffleSampler(Sampler[int]):
