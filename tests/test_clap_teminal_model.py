@@ -193,6 +193,80 @@ def test_beats_tower_pools_valid_frames_only():
     assert torch.allclose(alias.pooler_output, ref.pooler_output)
 
 
+def _segment_means_by_hand(frames: torch.Tensor, length: int, num_segments: int) -> torch.Tensor:
+    """Reference for lengths divisible by num_segments: plain means of consecutive equal chunks, concatenated."""
+    chunk = length // num_segments
+    return torch.cat([frames[s * chunk:(s + 1) * chunk].mean(0) for s in range(num_segments)])
+
+
+def test_time_segment_pool_formula_and_order():
+    from hf_alm.modeling.clap_teminal.modeling_clap_teminal import time_segment_pool
+
+    g = torch.Generator().manual_seed(0)
+    steps, columns, dim = 12, 4, 5
+    hidden = torch.randn(2, steps * columns, dim, generator=g, dtype=torch.float64)
+    padding = torch.zeros(2, steps * columns, dtype=torch.bool)
+    padding[1, 8 * columns:] = True  # clip 1: 8 valid time steps
+    frames = hidden.reshape(2, steps, columns, dim).mean(2)
+    for k in (1, 2, 4):
+        pooled = time_segment_pool(hidden, padding, k, columns)
+        assert pooled.shape == (2, k * dim)
+        torch.testing.assert_close(pooled[0], _segment_means_by_hand(frames[0], 12, k))
+        torch.testing.assert_close(pooled[1], _segment_means_by_hand(frames[1], 8, k))
+    # a length that does not divide: 3 segments of 8 steps = spans of 8/3; step 2 is 2/3 in segment 0, 1/3 in 1
+    pooled = time_segment_pool(hidden, padding, 3, columns)[1].reshape(3, dim)
+    f = frames[1]
+    torch.testing.assert_close(pooled[0], (f[0] + f[1] + f[2] * 2 / 3) / (8 / 3))
+    torch.testing.assert_close(pooled[1], (f[2] / 3 + f[3] + f[4] + f[5] / 3) / (8 / 3))
+    # order: swapping the two halves of a clip swaps the two segment means (mean pooling could not tell them apart)
+    swapped = torch.cat([hidden[:, 6 * columns:], hidden[:, : 6 * columns]], dim=1)
+    a, b = time_segment_pool(hidden[:1], None, 2, columns), time_segment_pool(swapped[:1], None, 2, columns)
+    torch.testing.assert_close(a.reshape(2, dim).flip(0), b.reshape(2, dim))
+    assert not torch.allclose(a, b)
+    # a clip shorter than the number of segments still fills every segment (with its only frames)
+    short = torch.ones(1, 2 * columns, dtype=torch.bool)
+    short[0, :columns] = False
+    out = time_segment_pool(hidden[:1, : 2 * columns], short, 4, columns)
+    torch.testing.assert_close(out.reshape(4, dim), frames[:1, 0].expand(4, dim))
+
+
+def test_segment_pooled_beats_tower_is_order_aware_and_padding_invariant(tmp_path):
+    pytest.importorskip("hf_alm.modeling.beats")
+    from hf_alm.modeling.beats import BeatsFeatureExtractor
+
+    torch.manual_seed(0)
+    config = ClapTeminalConfig.from_preset("tiny-beats", audio_time_segments=2)
+    model = ClapTeminalModel(config).eval()
+    assert model.audio_projection.linear1.in_features == 2 * config.audio_hidden_size
+    fe = BeatsFeatureExtractor(padding_mode="time_aligned")
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(8000, generator=g) * 0.1, torch.sin(torch.arange(8000) * 0.3) * 0.5
+    ab, ba = torch.cat([a, b]), torch.cat([b, a])
+    batch = fe([ab, ba, a], sampling_rate=16000, return_tensors="pt")
+    alone = fe([a], sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        emb = model.get_audio_features(input_features=batch["input_values"],
+                                       attention_mask=batch["attention_mask"]).pooler_output
+        ref = model.get_audio_features(input_features=alone["input_values"],
+                                       attention_mask=alone["attention_mask"]).pooler_output
+    torch.testing.assert_close(emb[2], ref[0], atol=1e-5, rtol=0)
+    assert (emb[0] - emb[1]).abs().max() > 1e-3  # the two orders embed differently
+    model.save_pretrained(tmp_path)
+    again = ClapTeminalModel.from_pretrained(tmp_path).eval()
+    assert again.config.audio_time_segments == 2
+    with torch.no_grad():
+        emb2 = again.get_audio_features(input_features=batch["input_values"],
+                                        attention_mask=batch["attention_mask"]).pooler_output
+    torch.testing.assert_close(emb2, emb)
+
+
+def test_time_segments_config_errors():
+    with pytest.raises(ValueError, match="audio_time_segments must be an integer >= 1, got 0"):
+        ClapTeminalConfig.from_preset("tiny-beats", audio_time_segments=0)
+    with pytest.raises(ValueError, match="needs the BEATs audio tower"):
+        ClapTeminalConfig.from_preset("tiny", audio_time_segments=2)
+
+
 def test_logit_scale_is_clamped_at_logit_scale_max(tiny):
     model = ClapTeminalModel(tiny.config).eval()
     ids, mask, feats = _inputs(model.config)

@@ -40,17 +40,17 @@ Stages (each one call of :func:`hf_alm.training.loop.fit`):
 Everything is deterministic by seed (item lists are drawn once per stage; no augmentation draws at batch time), so a
 resumed run sees exactly the batches of an uninterrupted one.
 
-Measured limitation (2026-11-25, synthetic corpus, ``small`` preset = HTSAT tower, 2 quiet CPU cores, ~5 min per
-run): in seven settings (stage-B learning rate 3e-4 / 1e-3, 2-4 stage-B epochs, ``alpha_same`` 1 or 3, with or
-without a longer base stage) ZSTE order accuracy on held-out compositions stayed at 49-51 % while relation accuracy
-rose from 25 % to 45-48 % and both-events accuracy from 38 % to 51-63 %. Our reading (not proven): the pooled HTSAT
-embeddings of "A then B" and "B then A" stay nearly the same, because a Swin with only *relative* position biases
-followed by global average pooling is close to invariant to swapping the two halves of the folded spectrogram, so the
-order signal is not learned in a few hundred CPU steps. A tower with an absolute or edge-anchored time cue (the BEATs tower's zero-padded convolutional
-position embedding; or order-preserving pooling in the model) is the way forward: with the ``small-beats`` preset on
-ESC-10, the default stages left order at chance (50.1 -> 49.7 %) but three more stage-B epochs at lr 1e-3 with
-``alpha_same = 10`` moved it to 53.7 % (zero-shot 52.5 -> 53.8 %), the first setting that learned any order; the
-recipe's defaults follow that setting.
+Order needs an order-aware clip vector (measured 2026-11-25, synthetic corpus, 2 CPU threads). With the HTSAT tower
+(``small``) ZSTE order accuracy stayed at 49-51 % in seven settings (stage-B learning rate 3e-4 / 1e-3, 2-4 epochs,
+``alpha_same`` 1 or 3) while relation and both-events accuracy rose: a Swin with only *relative* position biases
+followed by global average pooling is close to invariant to swapping the two halves of the clip. The BEATs tower with
+plain mean pooling learned some order (48.1 -> 62.2 % with the current stage defaults) but not enough. The model
+option ``audio_time_segments`` (:class:`~hf_alm.modeling.clap_teminal.ClapTeminalConfig`) makes the pooling itself
+order-preserving: the clip vector concatenates the means of K equal time segments of the clip's valid frames. With
+K = 2 (the ``small-beats`` preset, the main job's default) the same stages moved order accuracy from 49.4 to 77.9 %
+and zero-shot accuracy from 41.9 to 44.4 %; K = 4 gave 53.6 -> 73.1 % (zero-shot 45.0 -> 46.3 %). This is our
+choice, not the paper's (whose architecture is not public): TeminAL's claim is about the training, and any tower
+can be post-trained with ``audio_time_segments=1``.
 """
 
 from __future__ import annotations

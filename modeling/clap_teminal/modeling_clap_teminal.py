@@ -79,6 +79,33 @@ def contrastive_loss(logits_per_audio: torch.Tensor, logits_per_text: torch.Tens
     return (F.cross_entropy(logits_per_audio, labels) + F.cross_entropy(logits_per_text, labels)) / 2
 
 
+def time_segment_pool(hidden: torch.Tensor, padding_mask: torch.Tensor | None, num_segments: int,
+                      num_columns: int) -> torch.Tensor:
+    """Order-preserving pooling of time-major patches ``(B, T * num_columns, D)`` into ``(B, num_segments * D)``.
+
+    The patches of each time step are averaged over their ``num_columns`` frequency columns; then the clip's valid
+    time steps (``padding_mask`` True = padding, a padded time step has all its columns padded) are cut into
+    ``num_segments`` equal spans of its own length, and each span's mean is taken, weighting each time step by the
+    length of its overlap with the span (so a clip shorter than ``num_segments`` steps still gets every segment).
+    The segments are concatenated in time order.
+    """
+    batch, num_patches, dim = hidden.shape
+    steps = num_patches // num_columns
+    frames = hidden[:, : steps * num_columns].reshape(batch, steps, num_columns, dim).mean(2)
+    if padding_mask is None:
+        lengths = torch.full((batch,), float(steps), device=hidden.device)
+    else:
+        padded = padding_mask[:, : steps * num_columns].reshape(batch, steps, num_columns).all(-1)
+        lengths = (~padded).sum(-1).to(torch.float32).clamp(min=1.0)
+    t = torch.arange(steps, device=hidden.device, dtype=torch.float32)
+    s = torch.arange(num_segments, device=hidden.device, dtype=torch.float32)
+    span = (lengths / num_segments)[:, None, None]  # (B, 1, 1)
+    start, end = s[None, :, None] * span, (s[None, :, None] + 1) * span  # (B, K, 1)
+    overlap = (torch.minimum(end, t + 1) - torch.maximum(start, t)).clamp(min=0.0)  # (B, K, T)
+    weights = (overlap / overlap.sum(-1, keepdim=True)).to(hidden.dtype)
+    return torch.bmm(weights, frames).reshape(batch, num_segments * dim)
+
+
 class ClapTeminalPreTrainedModel(PreTrainedModel):
     config: ClapTeminalConfig
     config_class = ClapTeminalConfig
@@ -120,7 +147,7 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
         else:
             self.text_model = AutoModel.from_config(config.text_config)
         self.audio_projection = ClapTeminalProjection(
-            config.audio_hidden_size, config.projection_dim, config.projection_hidden_act
+            config.audio_embed_size, config.projection_dim, config.projection_hidden_act
         )
         self.text_projection = ClapTeminalProjection(
             config.text_config.hidden_size, config.projection_dim, config.projection_hidden_act
@@ -154,7 +181,10 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
         out = self.audio_model(input_features, attention_mask=attention_mask, return_dict=True, **kwargs)
         hidden = out.last_hidden_state
         padding = getattr(out, "padding_mask", None) if attention_mask is not None else None
-        if padding is not None and bool(padding.any()):
+        if self.config.audio_time_segments > 1:
+            pooled = time_segment_pool(hidden, padding, self.config.audio_time_segments,
+                                       self.config.audio_config.num_patch_columns)
+        elif padding is not None and bool(padding.any()):
             valid = (~padding).to(hidden.dtype).unsqueeze(-1)
             pooled = (hidden * valid).sum(1) / valid.sum(1).clamp(min=1.0)
         else:
