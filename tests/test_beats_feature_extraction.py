@@ -134,3 +134,39 @@ def test_padding_to_max_length_and_truncation():
         fe(clips, sampling_rate=16000, padding="max_length")
     with pytest.raises(TypeError, match="unexpected arguments"):
         fe(clips, sampling_rate=16000, do_normalize=False)
+
+
+def test_chunked_and_reused_buffers_give_identical_features(monkeypatch):
+    """kaldi_fbank reuses per-thread work buffers and processes long inputs in chunks of frames: chunked, repeated,
+    differently sized and concurrent calls must all give the same features (bit-identical where the chunks are not
+    degenerate)."""
+    import threading
+
+    from hf_alm.modeling.beats import feature_extraction_beats as fb
+
+    g = torch.Generator().manual_seed(5)
+    big = torch.randn(3, 16000, generator=g) * 0.2
+    small = torch.randn(2, 4000, generator=g) * 0.2
+    whole_big, whole_small = kaldi_fbank(big.clone()), kaldi_fbank(small.clone())
+    assert torch.equal(kaldi_fbank(big), whole_big) and torch.equal(kaldi_fbank(small), whole_small)
+    monkeypatch.setattr(fb, "_CHUNK_ROWS", 7 * 3)  # 7 frames per clip and chunk: 98 frames -> 14 chunks
+    assert torch.equal(kaldi_fbank(big), whole_big)
+    monkeypatch.setattr(fb, "_CHUNK_ROWS", 2)  # fewer rows than clips: one frame per chunk (3-row GEMMs and FFTs
+    torch.testing.assert_close(kaldi_fbank(big), whole_big, atol=1e-5, rtol=0)  # may round differently)
+    monkeypatch.setattr(fb, "_CHUNK_ROWS", 4096)
+    results, errors = {}, []
+
+    def work(name, x):
+        try:
+            results[name] = [kaldi_fbank(x) for _ in range(5)]
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(n, x)) for n, x in (("big", big), ("small", small))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert all(torch.equal(r, whole_big) for r in results["big"])
+    assert all(torch.equal(r, whole_small) for r in results["small"])
