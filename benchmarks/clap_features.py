@@ -4,7 +4,8 @@ Featurises the same clips (default: 32 clips of 10 s at 48 kHz, a mix of noise, 
 both extractors in their deterministic mode (truncation="rand_trunc", padding="repeatpad", clips not longer than the
 maximum length) and reports audio-seconds per second for each, the speed ratio and the max abs difference of the
 features (dB). Timings are the best of --repeats rounds (after one warm-up) in which the two extractors alternate,
-for each torch.set_num_threads value in --threads (default 1 and 2).
+for each torch.set_num_threads value in --threads (default 1 and 2). numpy's OpenBLAS runs one thread (see below;
+set OPENBLAS_NUM_THREADS to change it).
 
     .venv/bin/python benchmarks/clap_features.py [--clips 32] [--seconds 10] [--repeats 5] [--threads 1 2] [--json f]
 
@@ -17,10 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
-import numpy as np
-import torch
+# transformers' ClapFeatureExtractor computes with numpy, whose OpenBLAS threads busy-wait after each matrix product.
+# With the two extractors alternating, those spinning threads take the cores from whatever runs next (measured on
+# 2 cores: hf-alm 4,818 audio-s/s right after transformers vs 7,533 with one OpenBLAS thread), while transformers'
+# own speed does not change (562 vs 543 audio-s/s). One OpenBLAS thread unless the caller sets it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 SR = 48_000
 

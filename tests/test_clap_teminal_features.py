@@ -162,3 +162,26 @@ def test_fusion_mode_long_clips_match_transformers_with_the_same_crops(monkeypat
     assert ours["input_features"].shape == reference["input_features"].shape == (2, 4, 101, 64)
     assert (ours["input_features"] - reference["input_features"].float()).abs().max() <= 1e-4
     assert ours["is_longer"].tolist() == reference["is_longer"].tolist() == [[True], [False]]
+
+
+@pytest.mark.parametrize("truncation", ["rand_trunc", "fusion"])
+def test_banded_blocks_cover_every_nonzero_filter_weight(truncation):
+    """The mel product runs over dense blocks of the banded filter matrix: put back together they must be the
+    matrix itself (every weight inside a block, nothing non-zero left out), with far fewer multiply-adds."""
+    from hf_alm.modeling.clap_teminal.feature_extraction_clap_teminal import banded_blocks
+
+    filters = ClapTeminalFeatureExtractor().mel_filters(truncation)
+    blocks = banded_blocks(filters)
+    rebuilt = torch.zeros_like(filters)
+    covered = torch.zeros_like(filters, dtype=torch.bool)
+    columns = []
+    for lo, hi, first, last, weights in blocks:
+        rebuilt[lo:hi, first:last] = weights
+        covered[lo:hi, first:last] = True
+        columns.extend(range(first, last))
+    assert columns == list(range(filters.shape[1]))  # consecutive filters, each in exactly one block
+    assert torch.equal(rebuilt, filters) and not bool((filters[~covered] != 0).any())
+    assert sum((hi - lo) * (last - first) for lo, hi, first, last, _ in blocks) < 0.5 * filters.numel()
+    x = torch.rand(7, filters.shape[0], dtype=filters.dtype)
+    pieces = torch.cat([x[:, lo:hi] @ w for lo, hi, _, _, w in blocks], dim=1)
+    torch.testing.assert_close(pieces, x @ filters)

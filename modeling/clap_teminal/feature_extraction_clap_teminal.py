@@ -57,6 +57,40 @@ def _single_threaded_ops():
                 torch.set_num_threads(_THREADS_STATE["saved"])
 
 
+def banded_blocks(weights: torch.Tensor, overhead: int = 1500) -> list:
+    """Cut a banded filter matrix `(bins, filters)` (each filter non-zero on a run of consecutive bins, the runs
+    moving up with the filter index, as mel triangles do) into dense blocks `(lo, hi, first, last, weights[lo:hi,
+    first:last])` of consecutive filters, each spanning only the bins its filters touch.
+
+    `x @ weights` then equals the concatenation of `x[:, lo:hi] @ block` (skipped entries are exact zeros) at a
+    fraction of the multiply-adds: the cut minimises (dynamic programming) the block multiply-adds per row plus
+    `overhead` per block (the fixed cost of one more small matrix product, in multiply-adds per row).
+    """
+    bins, count = weights.shape
+    nonzero = weights != 0
+    first = [int(nonzero[:, m].nonzero().min()) if bool(nonzero[:, m].any()) else bins for m in range(count)]
+    last = [int(nonzero[:, m].nonzero().max()) + 1 if bool(nonzero[:, m].any()) else 0 for m in range(count)]
+
+    def span(i, j):
+        lo, hi = min(first[i:j]), max(last[i:j])
+        return (lo, hi) if hi > lo else (0, 1)  # all-zero filters still need one (zero) row
+
+    cost, cut = [0.0] + [float("inf")] * count, [0] * (count + 1)
+    for j in range(1, count + 1):
+        for i in range(j):
+            lo, hi = span(i, j)
+            c = cost[i] + (hi - lo) * (j - i) + overhead
+            if c < cost[j]:
+                cost[j], cut[j] = c, i
+    blocks, j = [], count
+    while j > 0:
+        i = cut[j]
+        lo, hi = span(i, j)
+        blocks.append((lo, hi, i, j, weights[lo:hi, i:j].contiguous()))
+        j = i
+    return blocks[::-1]
+
+
 # feature-extractor settings of each model preset
 PRESET_FEATURES = {
     name: preset["feature_extractor"] for name, preset in PRESETS.items() if "type" not in preset["feature_extractor"]
@@ -203,7 +237,8 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         return cache[key]
 
     def _kernel(self, truncation: str, device) -> tuple:
-        """(window, interleaved filters restricted to the non-zero FFT bins, first bin, last bin + 1), cached."""
+        """(window, banded blocks of the interleaved filters over the non-zero FFT bins, first bin, last bin + 1),
+        cached; see `banded_blocks`."""
         cache = self.__dict__.setdefault("_cache_kernel", {})
         key = (truncation, self.compute_dtype, str(device))
         if key not in cache:
@@ -213,9 +248,12 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
             # (re, im) pairs interleaved: |X|^2 @ W == (view_as_real(X) ** 2).flatten(-2) @ repeat_interleave(W, 2)
             # the mel stage runs in float32 whatever the STFT precision: it sums non-negative terms (no cancellation),
             # so float32 keeps ~1e-7 relative precision (~1e-6 dB); only the FFT needs float64
-            interleaved = filters[kmin:kmax].repeat_interleave(2, dim=0).float().contiguous().to(device)
+            blocks = tuple(
+                (2 * lo, 2 * hi, first, last, w.repeat_interleave(2, dim=0).float().contiguous().to(device))
+                for lo, hi, first, last, w in banded_blocks(filters[kmin:kmax])
+            )
             window = torch.hann_window(self.fft_window_size, periodic=True, dtype=self._dtype(), device=device)
-            cache[key] = (window, interleaved, kmin, kmax)
+            cache[key] = (window, blocks, kmin, kmax)
         return cache[key]
 
     def log_mel(self, waveforms, truncation: str | None = None) -> torch.Tensor:
@@ -262,7 +300,7 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
 
     def _log_mel_into(self, clips, indices, out, kernel) -> None:
         """Write the log-mels of `clips[i]` for `i in indices` into `out[i]` (one thread's share of `log_mel`)."""
-        window, filters, kmin, kmax = kernel
+        window, blocks, kmin, kmax = kernel
         n_fft, hop, half = self.fft_window_size, self.hop_length, self.fft_window_size // 2
         dtype, device = self._dtype(), out.device
         length = clips[0].shape[-1]
@@ -271,7 +309,7 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         padded = torch.empty(length + 2 * half, dtype=dtype, device=device)
         windowed = torch.empty(block, n_fft, dtype=dtype, device=device)
         power = torch.empty(block, 2 * (kmax - kmin), dtype=torch.float32, device=device)
-        mel = torch.empty(block, filters.shape[1], dtype=torch.float32, device=device)
+        mel = torch.empty(block, self.feature_size, dtype=torch.float32, device=device)
         for i in indices:
             clip = clips[i]
             # reflect padding (as torch.stft(center=True)), cast to the compute dtype in the same copy
@@ -285,12 +323,14 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                 spec = torch.fft.rfft(frame_in)
                 # (re, im) pairs interleaved: |X|^2 @ W == (view_as_real(X) ** 2).flatten(-2) @ repeat_interleave(W, 2)
                 parts = torch.view_as_real(spec).reshape(rows, -1)[:, 2 * kmin : 2 * kmax]
-                squares = power[:rows].copy_(parts)  # float32 from here: the cancellation-prone part is done
-                squares.mul_(squares)
-                mel_rows = torch.mm(squares, filters, out=mel[:rows])
+                # squared in the compute dtype, stored as float32: the cancellation-prone part is done
+                squares = torch.square(parts, out=power[:rows])
+                mel_rows = mel[:rows]
+                for lo, hi, first, last, weights in blocks:
+                    torch.mm(squares[:, lo:hi], weights, out=mel_rows[:, first:last])
                 target = out[i, start : start + rows]
                 torch.log10(mel_rows.clamp_(min=1e-10), out=target)
-                target.mul_(10.0)
+            out[i].mul_(10.0)  # dB, once per clip
 
     def _as_clips(self, raw_speech) -> list:
         """Normalise the accepted input types to a list of 1-D float tensors."""
