@@ -137,6 +137,7 @@ def make_accelerator(config: TrainConfig, *, find_unused_parameters: bool = Fals
     log_with = None if config.report_to in (None, "", "none") else config.report_to
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else []
     accelerator = Accelerator(
+        cpu=_multi_process_cpu(),
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=log_with,
@@ -149,6 +150,18 @@ def make_accelerator(config: TrainConfig, *, find_unused_parameters: bool = Fals
         torch.set_num_threads(threads)
         accelerator.print(f"torch CPU threads per process: {threads} (--num_threads)")
     return accelerator
+
+
+def _multi_process_cpu() -> bool:
+    """True when this process is one of several (``torchrun`` / ``accelerate launch --multi_gpu`` set
+    ``WORLD_SIZE``) on a machine without CUDA. accelerate then needs ``cpu=True`` to run them as one MULTI_CPU job
+    (gloo, DistributedDataParallel); without it each process believes it is alone (``DistributedType.NO``): gradients
+    are never averaged and every process writes the checkpoints."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        world = 1
+    return world > 1 and not torch.cuda.is_available()
 
 
 def cpu_threads_per_process(requested: int | None, device_type: str, num_processes: int) -> int | None:
