@@ -8,6 +8,12 @@ mel scale, log with a float-eps floor, ``snip_edges``) and normalises with ``(x 
 
 This module re-implements that pipeline in plain torch, vectorised over the batch and the frames (one ``unfold``, one
 ``rfft``, a few small GEMMs with the banded mel matrix); torchaudio is not needed.
+
+Speed (``benchmarks/beats.py``, 4 clips of 10 s, 2 threads, 2026-11-25): about 2.3x ``torchaudio.compliance.kaldi``
+run clip by clip (the issue asked for 4x). The floor is set by exactness: to match the original to 1e-5 the FFT input
+must be bit-identical to Kaldi's (see :func:`kaldi_fbank`), which costs five elementwise passes over the frames, and the
+FFT itself (the same MKL transform torchaudio calls) is a third to a half of our time. Profile of one call: FFT
+0.5-0.9 ms, banded mel products 0.4 ms, the frame passes 0.5 ms, power 0.3 ms, log 0.2 ms.
 """
 
 from __future__ import annotations

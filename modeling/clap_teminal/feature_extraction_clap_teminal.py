@@ -65,6 +65,9 @@ def banded_blocks(weights: torch.Tensor, overhead: int = 1500) -> list:
     `x @ weights` then equals the concatenation of `x[:, lo:hi] @ block` (skipped entries are exact zeros) at a
     fraction of the multiply-adds: the cut minimises (dynamic programming) the block multiply-adds per row plus
     `overhead` per block (the fixed cost of one more small matrix product, in multiply-adds per row).
+
+    (The BEATs feature extractor cuts its Kaldi mel matrix the same way. Model folders share no code: an HTSAT-tower
+    remote-code folder ships without the BEATs files.)
     """
     bins, count = weights.shape
     nonzero = weights != 0
