@@ -93,10 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch size for evaluation and for the linear-probe embeddings (default: %(default)s)")
     g.add_argument("--keep_checkpoints", action="store_true",
                    help="keep every epoch's checkpoint (default: keep only the newest of each fold)")
-    g.add_argument("--torch_threads", type=int, default=2,
-                   help="torch CPU threads per process; 0 leaves torch's default (default: %(default)s)")
     add_common_args(p, output_dir="outputs/beats_finetune", num_epochs=10, batch_size=32, learning_rate=1e-3,
-                    weight_decay=0.01, warmup_ratio=0.1)
+                    weight_decay=0.01, warmup_ratio=0.1, num_threads=2)
     return p
 
 
@@ -274,8 +272,8 @@ def train_one(args, name: str, label_names, features, targets, embeddings, train
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _check_args(args)
-    if args.torch_threads > 0:
-        torch.set_num_threads(args.torch_threads)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     import hf_alm  # noqa: F401  (registers the Auto classes)
     from hf_alm.training.beats import (cached_clips, evaluation_units, load_labelled_dataset, pooled_embeddings,
                                        unit_indices)

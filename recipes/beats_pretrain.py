@@ -90,10 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "budgets) or randomly (scratch) (default: %(default)s)")
     g.add_argument("--keep_checkpoints", action="store_true",
                    help="keep every epoch's checkpoint (default: keep only the newest of each stage)")
-    g.add_argument("--torch_threads", type=int, default=2,
-                   help="torch CPU threads per process; 0 leaves torch's default (default: %(default)s)")
     add_common_args(p, output_dir="outputs/beats_pretrain", num_epochs=8, batch_size=32, learning_rate=2e-3,
-                    weight_decay=0.01, warmup_ratio=0.1)
+                    weight_decay=0.01, warmup_ratio=0.1, num_threads=2)
     return p
 
 
@@ -127,8 +125,8 @@ def _stage_summary(name: str, result, seconds: float) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _check_args(args)
-    if args.torch_threads > 0:
-        torch.set_num_threads(args.torch_threads)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     import hf_alm  # noqa: F401  (registers the Auto classes)
     from hf_alm.modeling.beats import (BeatsAcousticTokenizer, BeatsFeatureExtractor, BeatsForPreTraining,
                                        BeatsRandomProjectionTokenizer)

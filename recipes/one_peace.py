@@ -94,11 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval_batch_size", type=int, default=64, help="items per forward pass in evaluation")
     g.add_argument("--no_zste", action="store_true", help="skip the zero-shot audio classification (evaluate_zste)")
-    p.add_argument("--num_threads", type=int, default=1,
-                   help="torch CPU threads per process; 0 = torch's choice. 1 is the robust default: on a shared, "
-                        "busy 2-core machine 2 OpenMP threads were several times slower than 1")
     add_common_args(p, output_dir="outputs/one_peace", num_epochs=None, learning_rate=None, batch_size=None,
-                    warmup_ratio=0.1, weight_decay=0.05)
+                    warmup_ratio=0.1, weight_decay=0.05,
+                    num_threads=1)  # on a shared, busy 2-core machine 2 OpenMP threads were several times slower
     return p
 
 

@@ -77,11 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training clips used to calibrate the int8 model (default: 128)")
     g.add_argument("--keep_checkpoints", action="store_true",
                    help="keep every epoch's checkpoint (default: keep only the newest of each fold)")
-    g.add_argument("--torch_threads", type=int, default=1,
-                   help="torch CPU threads per process; a ~6k-parameter model trains fastest on one (thread "
-                        "start-up costs more than it saves); 0 leaves torch's default (default: 1)")
     add_common_args(p, output_dir="outputs/tiny_edge", num_epochs=30, batch_size=32, learning_rate=3e-3,
-                    weight_decay=0.01, warmup_ratio=0.05)
+                    weight_decay=0.01, warmup_ratio=0.05,
+                    num_threads=1)  # a ~6k-parameter model trains fastest on one thread (start-up costs more)
     return p
 
 
@@ -279,8 +277,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"--augment_views must be >= 0, got {args.augment_views}")
     if args.calibration_clips < 1:
         raise SystemExit(f"--calibration_clips must be >= 1, got {args.calibration_clips}")
-    if args.torch_threads > 0:
-        torch.set_num_threads(args.torch_threads)
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     import hf_alm  # noqa: F401
     from hf_alm.data.loaders import evaluation_units, unit_indices
     from hf_alm.modeling.tiny_edge_transformer import TinyEdgeTransformerFeatureExtractor, num_parameters_for

@@ -19,7 +19,7 @@ from hf_alm.training.beats import (SpecAugment, beats_preset_config, evaluation_
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN = ROOT / "recipes" / "beats_pretrain.py"
 FINETUNE = ROOT / "recipes" / "beats_finetune.py"
-TINY = ["--dataset", "synthetic:2", "--batch_size", "8", "--seed", "1", "--torch_threads", "1"]
+TINY = ["--dataset", "synthetic:2", "--batch_size", "8", "--seed", "1", "--num_threads", "1"]
 
 
 def _load(path: Path):

@@ -141,5 +141,7 @@ def test_cpu_threads_per_process_rule(monkeypatch):
     assert cpu_threads_per_process(None, "cpu", 1) is None
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert cpu_threads_per_process(None, "cpu", 1) is None
-    with pytest.raises(ValueError, match="--num_threads must be >= 1, got 0"):
-        cpu_threads_per_process(0, "cpu", 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert cpu_threads_per_process(0, "cpu", 1) is None  # 0 = keep torch's own setting
+    with pytest.raises(ValueError, match=r"--num_threads must be >= 0 \(0 = torch's own setting\), got -1"):
+        cpu_threads_per_process(-1, "cpu", 1)

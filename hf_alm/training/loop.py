@@ -114,9 +114,9 @@ def add_common_args(parser: argparse.ArgumentParser, **defaults) -> argparse.Arg
     g.add_argument("--num_workers", type=int, default=d["num_workers"],
                    help="DataLoader worker processes (default: %(default)s)")
     g.add_argument("--num_threads", type=int, default=d["num_threads"],
-                   help="torch CPU threads per process. Default: on CPU, when `accelerate launch` has set "
-                        "OMP_NUM_THREADS=1 (what it does without --cpu), the machine's cores are shared out between "
-                        "the processes; otherwise torch's own setting is kept")
+                   help="torch CPU threads per process; 0 keeps torch's own setting. Unset: on CPU, when `accelerate "
+                        "launch` has exported OMP_NUM_THREADS=1 (it does without --cpu), the machine's cores are "
+                        "shared out between the processes, else torch's setting is kept (default: %(default)s)")
     g.add_argument("--push_to_hub", action="store_true",
                    help="publish the final model to the Hugging Face Hub with a model card (hf_alm.hub.publish)")
     g.add_argument("--hub_model_id", default=None, metavar="ORG/NAME",
@@ -167,14 +167,14 @@ def _multi_process_cpu() -> bool:
 def cpu_threads_per_process(requested: int | None, device_type: str, num_processes: int) -> int | None:
     """The torch thread count a process should use, or None to keep the current one.
 
-    ``requested`` (``--num_threads``) wins. Otherwise, on CPU, ``accelerate launch`` without ``--cpu`` exports
+    ``requested`` (``--num_threads``) wins (0: keep the current setting). Otherwise, on CPU, ``accelerate launch`` without ``--cpu`` exports
     ``OMP_NUM_THREADS=1``, which would leave all but one core idle in a single-process CPU run; in that case (the
     variable is exactly ``"1"``) the cores are divided between the processes.
     """
     if requested is not None:
-        if requested < 1:
-            raise ValueError(f"--num_threads must be >= 1, got {requested}")
-        return requested
+        if requested < 0:
+            raise ValueError(f"--num_threads must be >= 0 (0 = torch's own setting), got {requested}")
+        return requested or None
     if device_type != "cpu" or os.environ.get("OMP_NUM_THREADS") != "1":
         return None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
