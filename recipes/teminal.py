@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """CLAP-TeminAL: TeminAL-style temporal post-training of a contrastive audio-text model, with ZSTE-style evaluation.
 
-    accelerate launch recipes/teminal.py                                   # CPU, embedded synthetic data, ~3 min
+    accelerate launch recipes/teminal.py                                   # CPU, embedded synthetic data, ~2 min
     accelerate launch recipes/teminal.py --dataset esc10:../shared/data/esc10
     accelerate launch --multi_gpu --num_processes 2 recipes/teminal.py     # 2 processes (gloo on CPU), negatives gathered
     python recipes/teminal.py --model_name_or_path PATH                    # post-train an existing CLAP-TeminAL
@@ -26,7 +26,7 @@ STAGES = ("base", "teminal_a", "teminal_b")
 # defaults of the main job (2 CPU cores). Measured 2026-11-25 on 2 quiet cores: the HTSAT tower ("small") left held-out
 # order accuracy at chance in every setting tried; the BEATs tower ("small-beats") with plain mean pooling reached
 # 48.1 -> 62.2 % with these stages; with its order-preserving pooling (two time-segment means, the preset's
-# audio_time_segments=2) the same stages reach ~49 -> ~78 % with zero-shot accuracy unchanged or better, in ~2.5 min.
+# audio_time_segments=2) the same stages reach ~50 -> ~78 % with zero-shot accuracy unchanged or better, in ~2 min.
 STAGE_DEFAULTS = {
     "base": {"epochs": 6, "learning_rate": 1e-3, "batch_size": 64},
     "teminal_a": {"epochs": 2, "learning_rate": 3e-4, "batch_size": 64},

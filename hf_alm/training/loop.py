@@ -167,9 +167,9 @@ def _multi_process_cpu() -> bool:
 def cpu_threads_per_process(requested: int | None, device_type: str, num_processes: int) -> int | None:
     """The torch thread count a process should use, or None to keep the current one.
 
-    ``requested`` (``--num_threads``) wins (0: keep the current setting). Otherwise, on CPU, ``accelerate launch`` without ``--cpu`` exports
-    ``OMP_NUM_THREADS=1``, which would leave all but one core idle in a single-process CPU run; in that case (the
-    variable is exactly ``"1"``) the cores are divided between the processes.
+    ``requested`` (``--num_threads``) wins (0: keep the current setting). Otherwise, on CPU: ``accelerate launch``
+    without ``--cpu`` exports ``OMP_NUM_THREADS=1``, which would leave all but one core idle in a single-process CPU
+    run; in that case (the variable is exactly ``"1"``) the cores are divided between the processes.
     """
     if requested is not None:
         if requested < 0:
