@@ -9,6 +9,18 @@ from .beats_tower import beats_config_class
 
 AUDIO_TOWERS = ("htsat", "beats")
 
+# the 2-layer, 32-wide RoBERTa-style text tower of the test presets ("tiny", "tiny-beats"; _merge copies it)
+_TINY_TEXT = {
+    "vocab_size": 300,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 40,
+    "hidden_dropout_prob": 0.0,
+    "attention_probs_dropout_prob": 0.0,
+}
+
 # Presets. Each entry holds the model config and the matching feature-extractor settings (used by
 # ClapTeminalFeatureExtractor.from_preset / ClapTeminalProcessor.from_preset).
 PRESETS = {
@@ -30,16 +42,7 @@ PRESETS = {
                 "hidden_dropout_prob": 0.0,
                 "drop_path_rate": 0.0,
             },
-            "text_config": {
-                "vocab_size": 300,
-                "hidden_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "intermediate_size": 64,
-                "max_position_embeddings": 40,
-                "hidden_dropout_prob": 0.0,
-                "attention_probs_dropout_prob": 0.0,
-            },
+            "text_config": _TINY_TEXT,
             "projection_dim": 16,
         },
         "feature_extractor": {"feature_size": 16, "max_length_s": 0.5},
@@ -103,16 +106,7 @@ PRESETS = {
                 "encoder_layerdrop": 0.0,
                 "padding_mode": "time_aligned",
             },
-            "text_config": {
-                "vocab_size": 300,
-                "hidden_size": 32,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 2,
-                "intermediate_size": 64,
-                "max_position_embeddings": 40,
-                "hidden_dropout_prob": 0.0,
-                "attention_probs_dropout_prob": 0.0,
-            },
+            "text_config": _TINY_TEXT,
             "projection_dim": 16,
         },
         "feature_extractor": {"type": "beats", "padding_mode": "time_aligned"},
