@@ -62,3 +62,35 @@ def test_save_pretrained_into_keeps_other_files_and_cleans_up(tmp_path):
         pass
     assert not (out / "model.safetensors").exists()
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.json", "processor_config.json"]
+
+
+def test_wheel_ships_the_space_and_hf_alm_demo_finds_it(tmp_path):
+    """`hf-alm demo` must work from a wheel, not only from a clone: setup.py installs spaces/hf-alm-demo as
+    hf_alm/space, and find_app looks there (checked on the unpacked wheel, away from this checkout)."""
+    import zipfile
+    from pathlib import Path
+
+    import shutil
+
+    root, src = Path(__file__).resolve().parents[1], tmp_path / "src"
+    src.mkdir()  # build from a copy, so that no build/ folder lands in the checkout
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy2(root / name, src / name)
+    for name in ("hf_alm", "modeling", "model_cards", "spaces"):
+        shutil.copytree(root / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
+                          "-w", str(tmp_path / "dist")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("hf_alm-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        assert {"hf_alm/space/app.py", "hf_alm/space/README.md", "hf_alm/space/requirements.txt"} <= names
+        assert "hf_alm/modeling/beats/modeling_beats.py" in names
+        zf.extractall(tmp_path / "site")
+    code = ("import hf_alm, hf_alm.cli.demo as d; p = d.find_app(); "
+            "assert str(p).startswith(%r), (p, hf_alm.__file__); print(p)" % str(tmp_path / "site"))
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HF_ALM_DEMO_APP"}
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    assert run.stdout.strip().endswith("hf_alm/space/app.py")

@@ -11,17 +11,25 @@ APP_ENV = "HF_ALM_DEMO_APP"
 
 
 def find_app() -> Path:
-    """The Space's ``app.py``: ``$HF_ALM_DEMO_APP``, else ``spaces/hf-alm-demo/app.py`` of this checkout."""
+    """The Space's ``app.py``: ``$HF_ALM_DEMO_APP``, else the installed copy (``hf_alm.space``, what setup.py maps
+    ``spaces/hf-alm-demo`` to, in a wheel or an editable install), else ``spaces/hf-alm-demo/app.py`` of a checkout."""
     import hf_alm
 
     candidates = [Path(os.environ[APP_ENV])] if os.environ.get(APP_ENV) else []
+    try:
+        spec = importlib.util.find_spec("hf_alm.space")
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidates.append(Path(location) / "app.py")
     candidates.append(Path(hf_alm.__file__).resolve().parents[1] / "spaces" / "hf-alm-demo" / "app.py")
     for path in candidates:
         if path.is_file():
             return path
     raise FileNotFoundError(
-        "the demo app (spaces/hf-alm-demo/app.py) is not part of this installation; run hf-alm from a clone of the "
-        f"repository or set {APP_ENV} to the path of app.py (looked in: {', '.join(map(str, candidates))})")
+        "the demo app (spaces/hf-alm-demo/app.py, installed as hf_alm/space/app.py) was not found; reinstall hf-alm, "
+        f"run it from a clone of the repository or set {APP_ENV} to the path of app.py (looked in: "
+        f"{', '.join(map(str, candidates))})")
 
 
 def load_app(path: Path | None = None):
