@@ -66,6 +66,30 @@ def test_from_clap_gives_the_same_embeddings(clap_folder):
     assert (ref_logits - new_logits).abs().max() <= 1e-4
 
 
+def test_convert_cli_with_segment_pooling(clap_folder, tmp_path):
+    from hf_alm.cli import main
+
+    folder, *_ = clap_folder
+    assert main(["convert", "clap", str(folder), str(tmp_path / "seg"), "--audio_time_segments", "2"]) in (0, None)
+    assert json.loads((tmp_path / "seg" / "config.json").read_text())["audio_time_segments"] == 2
+
+
+def test_from_clap_with_segment_pooling_keeps_the_checkpoint_function(clap_folder):
+    """audio_time_segments=2 on a converted checkpoint: the projection is tiled over the two segment means, so the
+    embeddings are still the checkpoint's (and they become order-aware once post-training changes the halves)."""
+    folder, source, fe, _ = clap_folder
+    model = ClapTeminalModel.from_clap(str(folder), audio_time_segments=2)
+    assert model.config.audio_time_segments == 2
+    assert model.audio_projection.linear1.weight.shape[1] == 2 * source.audio_projection.linear1.weight.shape[1]
+    rng = np.random.default_rng(1)
+    audio_in = fe([(0.1 * rng.standard_normal(SR)).astype(np.float32) for _ in range(2)], sampling_rate=SR,
+                  return_tensors="pt")
+    with torch.no_grad():
+        ref = source.get_audio_features(**audio_in).pooler_output
+        new = model.get_audio_features(**audio_in).pooler_output
+    torch.testing.assert_close(new, ref, atol=1e-5, rtol=0)
+
+
 def test_convert_cli_writes_a_loadable_folder(clap_folder, tmp_path):
     from transformers import AutoModel, AutoProcessor
 
@@ -101,6 +125,7 @@ def test_convert_help_and_errors(clap_folder, tmp_path, capsys):
             main(argv)
     help_text = capsys.readouterr().out
     assert "Convert a transformers ClapModel folder" in help_text and "--no_verify" in help_text
+    assert "--audio_time_segments" in help_text
     with pytest.raises(FileNotFoundError, match="source ClapModel folder not found"):
         clap.convert(tmp_path / "nope", tmp_path / "dst")
     # a checkpoint whose weights do not match its config: clear error naming the keys, nothing written

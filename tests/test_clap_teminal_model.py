@@ -263,8 +263,24 @@ def test_segment_pooled_beats_tower_is_order_aware_and_padding_invariant(tmp_pat
 def test_time_segments_config_errors():
     with pytest.raises(ValueError, match="audio_time_segments must be an integer >= 1, got 0"):
         ClapTeminalConfig.from_preset("tiny-beats", audio_time_segments=0)
-    with pytest.raises(ValueError, match="needs the BEATs audio tower"):
-        ClapTeminalConfig.from_preset("tiny", audio_time_segments=2)
+
+
+def test_htsat_segment_pooling_reads_time_in_order_and_averages_to_clap_pooling():
+    """HTSAT: the last stage's columns are in temporal order, the segment means are taken over them, and their
+    average is HTSAT's own pooler output (what from_clap relies on to keep a checkpoint's function)."""
+    torch.manual_seed(0)
+    model = ClapTeminalModel(ClapTeminalConfig.from_preset("tiny", audio_time_segments=2)).eval()
+    assert model.audio_projection.linear1.in_features == 2 * model.config.audio_hidden_size
+    _, _, feats = _inputs(model.config, batch=2)
+    with torch.no_grad():
+        out = model._audio_tower(feats)
+        plain = model.audio_model(input_features=feats)
+    steps = plain.last_hidden_state.shape[-1]
+    by_hand = torch.cat([plain.last_hidden_state[..., : steps // 2].mean((2, 3)),
+                         plain.last_hidden_state[..., steps // 2:].mean((2, 3))], dim=1)
+    torch.testing.assert_close(out.pooler_output, by_hand)
+    halves = out.pooler_output.reshape(2, 2, -1).mean(1)
+    torch.testing.assert_close(halves, plain.pooler_output, atol=1e-6, rtol=1e-5)
 
 
 def test_logit_scale_is_clamped_at_logit_scale_max(tiny):

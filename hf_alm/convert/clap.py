@@ -23,6 +23,10 @@ def add_arguments(parser) -> None:
                         help=f"largest allowed absolute embedding difference in the check (default {DEFAULT_ATOL})")
     parser.add_argument("--no_overwrite", action="store_true",
                         help="fail instead of replacing an existing DST folder")
+    parser.add_argument("--audio_time_segments", type=int, default=1,
+                        help="order-preserving audio pooling for TeminAL post-training: the clip vector concatenates "
+                             "the means of this many time segments; the converted model still gives the checkpoint's "
+                             "embeddings (its projection is tiled over the segments) (default 1: CLAP's mean pooling)")
 
 
 def _load_processor_parts(src: Path):
@@ -71,8 +75,11 @@ def verify(source, converted, *, atol: float = DEFAULT_ATOL, seed: int = 0) -> d
 
 
 def convert(src, dst, *, no_verify: bool = False, atol: float = DEFAULT_ATOL, no_overwrite: bool = False,
-            **_unused) -> Path:
-    """Convert the ClapModel folder `src` into a CLAP-TeminAL folder `dst` (model + processor); returns `dst`."""
+            audio_time_segments: int = 1, **_unused) -> Path:
+    """Convert the ClapModel folder `src` into a CLAP-TeminAL folder `dst` (model + processor); returns `dst`.
+
+    `audio_time_segments` > 1 turns on order-preserving pooling (see `ClapTeminalConfig`) without changing the
+    embeddings, which the check against the source still verifies."""
     from transformers import ClapModel
 
     from hf_alm.modeling.clap_teminal import ClapTeminalFeatureExtractor, ClapTeminalModel, ClapTeminalProcessor
@@ -83,7 +90,7 @@ def convert(src, dst, *, no_verify: bool = False, atol: float = DEFAULT_ATOL, no
         raise FileNotFoundError(f"source ClapModel folder not found: {src}")
     if src.resolve() == dst.resolve():
         raise ValueError(f"destination must differ from the source folder: {dst}")
-    model = ClapTeminalModel.from_clap(os.fspath(src))
+    model = ClapTeminalModel.from_clap(os.fspath(src), audio_time_segments=audio_time_segments)
     if not no_verify:
         source = ClapModel.from_pretrained(src).eval()
         verify(source, model, atol=atol)

@@ -192,12 +192,15 @@ class ClapTeminalConfig(PreTrainedConfig):
             As in transformers' `ClapConfig`: the *scale*; the learnable parameters `logit_scale_a` / `logit_scale_t`
             start at `log(logit_scale_init_value)` = log(1/0.07) and logits are `exp(param) * cosine`.
         logit_scale_max (`float`, defaults to 100): `exp(param)` is clamped to this value (CLIP's guard).
-        audio_time_segments (`int`, defaults to 1): how the BEATs tower's frames become one clip vector. 1 = the
-            masked mean of all frames (order-blind, as CLAP). K > 1 = *order-preserving pooling*: the clip's valid
-            frames are cut into K equal time segments, each is averaged, and the K means are concatenated (the audio
-            projection reads `K * hidden_size` values), so "A then B" and "B then A" no longer pool to the same
-            vector. Segment edges follow each clip's own valid length, so padding does not move them. An hf-alm
-            choice for TeminAL-style temporal training (the paper's architecture is not public); BEATs tower only.
+        audio_time_segments (`int`, defaults to 1): how the audio tower's frames become one clip vector. 1 = the
+            mean of all frames (order-blind, as CLAP: HTSAT's own average pooling, the BEATs tower's masked mean).
+            K > 1 = *order-preserving pooling*: the clip's frames (HTSAT: its last stage's time columns, averaged
+            over frequency; BEATs: its valid time steps) are cut into K equal time segments, each is averaged, and
+            the K means are concatenated (the audio projection reads `K * hidden_size` values), so "A then B" and
+            "B then A" no longer pool to the same vector. Segment edges follow each clip's own valid length, so
+            padding does not move them. An hf-alm choice for TeminAL-style temporal training (the paper's
+            architecture is not public). `from_clap(..., audio_time_segments=K)` starts from the same function as
+            the mean-pooled checkpoint (the projection's first layer is tiled K times and divided by K).
     """
 
     model_type = "hf_alm_clap_teminal"
@@ -217,11 +220,6 @@ class ClapTeminalConfig(PreTrainedConfig):
             raise ValueError(f"audio_tower must be one of {AUDIO_TOWERS}, got {self.audio_tower!r}")
         if not isinstance(self.audio_time_segments, int) or self.audio_time_segments < 1:
             raise ValueError(f"audio_time_segments must be an integer >= 1, got {self.audio_time_segments!r}")
-        if self.audio_time_segments > 1 and self.audio_tower != "beats":
-            raise ValueError(
-                f"audio_time_segments={self.audio_time_segments} needs the BEATs audio tower (HTSAT pools its folded "
-                "Swin output itself); use audio_tower='beats' or audio_time_segments=1"
-            )
         self.audio_config = self._make_audio_config(self.audio_config)
         self.text_config = self._make_text_config(self.text_config)
         if self.projection_dim <= 0:

@@ -175,6 +175,10 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
                     "use the processor saved with this model"
                 )
             out = self.audio_model(input_features=input_features, is_longer=is_longer, **kwargs)
+            if self.config.audio_time_segments > 1:
+                # last stage (batch, channels, freq, time), time columns in temporal order: average over frequency
+                frames = out.last_hidden_state.mean(2).transpose(1, 2)
+                out.pooler_output = time_segment_pool(frames, None, self.config.audio_time_segments, 1)
             return out
         if input_features.dim() == 4 and input_features.shape[1] == 1:
             input_features = input_features[:, 0]
@@ -312,7 +316,10 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
     def from_clap(cls, src, **kwargs) -> "ClapTeminalModel":
         """Initialise from a transformers `ClapModel` folder (the layout of `laion/clap-htsat-unfused`).
 
-        Every weight is copied; a missing or unknown key raises `ValueError` naming the keys.
+        Every weight is copied; a missing or unknown key raises `ValueError` naming the keys. `kwargs` go to the
+        config; with `audio_time_segments=K` the audio projection's first layer is tiled over the K segment means and
+        divided by K, so the converted model still computes the checkpoint's embeddings (the mean of K equal segment
+        means is the mean) and post-training can learn to use the order.
         """
         from transformers import ClapConfig, ClapModel
 
@@ -337,7 +344,12 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
         if problems:
             raise ValueError(f"the ClapModel checkpoint in {src} does not match its config: {problems}")
         model = cls(config)
-        result = model.load_state_dict(source.state_dict(), strict=False)
+        state = source.state_dict()
+        segments = config.audio_time_segments
+        if segments > 1:  # [W / K, ..., W / K] on the K concatenated segment means = W on their mean (the CLAP pool)
+            key = "audio_projection.linear1.weight"
+            state[key] = state[key].repeat(1, segments) / segments
+        result = model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(
                 f"cannot map the ClapModel weights of {src}: missing {sorted(result.missing_keys)}, "
