@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 STAGES = ("base", "teminal_a", "teminal_b")
-# defaults of the main job (2 CPU cores). Measured 2026-11-25 on 2 quiet cores: the HTSAT tower ("small") left held-out
-# order accuracy at chance in every setting tried; the BEATs tower ("small-beats") with plain mean pooling reached
-# 48.1 -> 62.2 % with stage B at 4 epochs. With its order-preserving pooling (two time-segment means, the preset's
-# audio_time_segments=2), 4 stage-B epochs gave +28.2 / +13.8 / +21.4 points over seeds 0 / 1 / 2; 8 epochs give
-# +40.0 / +38.1 / +43.1 with zero-shot accuracy up 16-21 points, in about 3 minutes, hence these defaults.
+# defaults of the main job (2 CPU cores), measured 2026-11-25 on 2 quiet cores. With mean pooling the HTSAT tower left
+# held-out order accuracy at chance in every setting tried, and the BEATs tower ("small-beats") reached 48.1 -> 62.2 %
+# with stage B at 4 epochs. With order-preserving pooling (two time-segment means, audio_time_segments=2 in both
+# presets), 4 stage-B epochs gave +28.2 / +13.8 / +21.4 points over seeds 0 / 1 / 2 and 8 epochs +40.0 / +38.1 /
+# +43.1, zero-shot accuracy up 16-21 points, in about 3 minutes (HTSAT "small": 48.9 -> 87.2 %), hence these defaults.
 STAGE_DEFAULTS = {
     "base": {"epochs": 6, "learning_rate": 1e-3, "batch_size": 64},
     "teminal_a": {"epochs": 2, "learning_rate": 3e-4, "batch_size": 64},
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--audio_time_segments", type=int, default=None,
                    help="order-preserving audio pooling of a model trained from scratch: the clip vector "
                         "concatenates the means of this many equal time segments (1 = plain mean pooling; default: "
-                        "the preset's value, 2 for 'small-beats'). For a converted CLAP checkpoint use `hf-alm "
+                        "the preset's value, 2 for 'small' and 'small-beats'). For a converted CLAP checkpoint use `hf-alm "
                         "convert clap SRC DST --audio_time_segments 2`, then --model_name_or_path DST")
     g.add_argument("--vocab_size", type=int, default=1000, help="size of the caption tokenizer trained offline")
     g.add_argument("--feature_dtype", default="float32", choices=["float32", "float64"],
