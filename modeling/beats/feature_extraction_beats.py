@@ -9,11 +9,13 @@ mel scale, log with a float-eps floor, ``snip_edges``) and normalises with ``(x 
 This module re-implements that pipeline in plain torch, vectorised over the batch and the frames (one ``unfold``, one
 ``rfft``, a few small GEMMs with the banded mel matrix); torchaudio is not needed.
 
-Speed (``benchmarks/beats.py``, 4 clips of 10 s, 2 threads, 2026-11-25): about 2.3x ``torchaudio.compliance.kaldi``
-run clip by clip (the issue asked for 4x). The floor is set by exactness: to match the original to 1e-5 the FFT input
-must be bit-identical to Kaldi's (see :func:`kaldi_fbank`), which costs five elementwise passes over the frames, and the
-FFT itself (the same MKL transform torchaudio calls) is a third to a half of our time. Profile of one call: FFT
-0.5-0.9 ms, banded mel products 0.4 ms, the frame passes 0.5 ms, power 0.3 ms, log 0.2 ms.
+Speed (``benchmarks/beats.py``, 4 clips of 10 s, 2 threads, 2026-11-25): best of 60 calls, 1.9-2.0x
+``torchaudio.compliance.kaldi`` run clip by clip (the issue asked for 4x); the mean call is 3.5 ms against 6.3-7.2 ms
+(reused buffers removed most page faults: at 1 thread the mean went from 8.4 to 5.9 ms). The floor is set by
+exactness: to match the original to 1e-5 the FFT input must be bit-identical to Kaldi's (see :func:`kaldi_fbank`),
+which costs five elementwise passes over the frames, and the FFT itself (the same MKL transform torchaudio calls) is a
+third to a half of our time. Profile of one call: FFT 0.5-0.9 ms, banded mel products 0.4 ms, the frame passes
+0.5 ms, power 0.3 ms, log 0.2 ms.
 """
 
 from __future__ import annotations
