@@ -47,3 +47,32 @@ def beats_reference_path(shared_path):
     if not path.is_dir():
         pytest.skip(f"BEATs reference fixtures not found at {path}")
     return path
+
+
+@pytest.fixture
+def run_ranks():
+    """``run_ranks(argv, world, env=None, timeout=240)``: start ``world`` copies of ``[python, *argv]`` as the ranks
+    of one torch.distributed job on this machine (the environment torchrun sets: WORLD_SIZE, RANK, LOCAL_RANK,
+    LOCAL_WORLD_SIZE, MASTER_ADDR / MASTER_PORT; one OpenMP thread each), wait, and assert every rank exited 0.
+    ``world=1`` starts one plain process without that environment. Returns the ranks' output."""
+    import socket
+    import subprocess
+    import sys
+
+    def run(argv, world, env=None, timeout=240):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        procs = []
+        for rank in range(world):
+            rank_env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+            if world > 1:
+                rank_env.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
+                                LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+            procs.append(subprocess.Popen([sys.executable, *map(str, argv)], env=rank_env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+        logs = [p.communicate(timeout=timeout)[0] for p in procs]
+        assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+        return logs
+
+    return run

@@ -5,10 +5,6 @@ and weights as one process that sees the concatenated batch.
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -109,32 +105,18 @@ WORKER = textwrap.dedent(
 LOSSES_PY = str(Path(__file__).resolve().parents[1] / "hf_alm" / "training" / "losses.py")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(tmp_path, world, loss_kind):
+def _run(run_ranks, tmp_path, world, loss_kind):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out = tmp_path / f"out_{world}_{loss_kind}.json"
-    port = _free_port()
-    procs = []
-    for rank in range(world):
-        env = dict(os.environ, WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen([sys.executable, str(script), str(out), loss_kind, LOSSES_PY], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    logs = [p.communicate(timeout=120)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    run_ranks([script, out, loss_kind, LOSSES_PY], world, timeout=120)
     return json.loads(out.read_text())
 
 
 @pytest.mark.parametrize("loss_kind", ["plain", "tact"])
-def test_two_processes_match_one_process(tmp_path, loss_kind):
-    single = _run(tmp_path, 1, loss_kind)
-    double = _run(tmp_path, 2, loss_kind)
+def test_two_processes_match_one_process(tmp_path, loss_kind, run_ranks):
+    single = _run(run_ranks, tmp_path, 1, loss_kind)
+    double = _run(run_ranks, tmp_path, 2, loss_kind)
     for step, (r1, r2) in enumerate(zip(single["records"], double["records"])):
         assert r2["loss"] == pytest.approx(r1["loss"], abs=1e-5), f"step {step}"
         for name, g1 in r1["grads"].items():

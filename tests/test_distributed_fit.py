@@ -3,10 +3,6 @@ accelerate must see one 2-process job (not two lone processes), the gradients mu
 equals one process on the union of both shards, and each epoch's checkpoint must be written once."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -47,33 +43,18 @@ WORKER = textwrap.dedent(
 )
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch(tmp_path, world, batch_size):
+def _launch(run_ranks, tmp_path, world, batch_size):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     out_dir, result = tmp_path / f"run{world}", tmp_path / f"result{world}.json"
-    port, procs = _free_port(), []
-    for rank in range(world):
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        if world > 1:
-            env.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
-                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        procs.append(subprocess.Popen([sys.executable, str(script), str(out_dir), str(result), str(batch_size)],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    logs = [p.communicate(timeout=240)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    run_ranks([script, out_dir, result, batch_size], world)
     return out_dir, [json.loads((tmp_path / f"result{world}.json.{r}").read_text()) for r in range(world)]
 
 
-def test_two_cpu_processes_train_as_one_job(tmp_path):
+def test_two_cpu_processes_train_as_one_job(tmp_path, run_ranks):
     pytest.importorskip("accelerate")
-    _, (single,) = _launch(tmp_path, 1, batch_size=8)
-    out_dir, ranks = _launch(tmp_path, 2, batch_size=4)  # 2 x 4 = the single process's 8 per step
+    _, (single,) = _launch(run_ranks, tmp_path, 1, batch_size=8)
+    out_dir, ranks = _launch(run_ranks, tmp_path, 2, batch_size=4)  # 2 x 4 = the single process's 8 per step
     for info in ranks:
         assert info["num_processes"] == 2 and "MULTI_CPU" in info["type"], info
         assert info["steps"] == single["steps"] == 4
