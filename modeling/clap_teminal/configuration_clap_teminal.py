@@ -21,6 +21,18 @@ _TINY_TEXT = {
     "attention_probs_dropout_prob": 0.0,
 }
 
+# the 2-layer, 128-wide text tower of the main-job presets ("small", "small-beats")
+_SMALL_TEXT = {
+    "vocab_size": 2000,
+    "hidden_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 256,
+    "max_position_embeddings": 66,
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+}
+
 # Presets. Each entry holds the model config and the matching feature-extractor settings (used by
 # ClapTeminalFeatureExtractor.from_preset / ClapTeminalProcessor.from_preset).
 PRESETS = {
@@ -70,16 +82,7 @@ PRESETS = {
                 "hidden_dropout_prob": 0.1,
                 "drop_path_rate": 0.0,
             },
-            "text_config": {
-                "vocab_size": 2000,
-                "hidden_size": 128,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "intermediate_size": 256,
-                "max_position_embeddings": 66,
-                "hidden_dropout_prob": 0.1,
-                "attention_probs_dropout_prob": 0.1,
-            },
+            "text_config": _SMALL_TEXT,
             "projection_dim": 128,
         },
         "feature_extractor": {"feature_size": 64, "max_length_s": 2},
@@ -137,16 +140,7 @@ PRESETS = {
                 "encoder_layerdrop": 0.0,
                 "padding_mode": "time_aligned",
             },
-            "text_config": {
-                "vocab_size": 2000,
-                "hidden_size": 128,
-                "num_hidden_layers": 2,
-                "num_attention_heads": 4,
-                "intermediate_size": 256,
-                "max_position_embeddings": 66,
-                "hidden_dropout_prob": 0.1,
-                "attention_probs_dropout_prob": 0.1,
-            },
+            "text_config": _SMALL_TEXT,
             "projection_dim": 128,
         },
         "feature_extractor": {"type": "beats", "padding_mode": "time_aligned"},
