@@ -272,8 +272,6 @@ def train_one(args, name: str, label_names, features, targets, embeddings, train
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _check_args(args)
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
     import hf_alm  # noqa: F401  (registers the Auto classes)
     from hf_alm.training.beats import (cached_clips, evaluation_units, load_labelled_dataset, pooled_embeddings,
                                        unit_indices)

@@ -125,8 +125,6 @@ def _stage_summary(name: str, result, seconds: float) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _check_args(args)
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
     import hf_alm  # noqa: F401  (registers the Auto classes)
     from hf_alm.modeling.beats import (BeatsAcousticTokenizer, BeatsFeatureExtractor, BeatsForPreTraining,
                                        BeatsRandomProjectionTokenizer)

@@ -246,12 +246,9 @@ def _retrieval_model(pretrain_model):
 
 # ------------------------------------------------------------------------------------------------------ main
 def main(argv=None) -> int:
-    import torch
     from accelerate.utils import set_seed
 
     args = build_parser().parse_args(argv)
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:

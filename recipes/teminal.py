@@ -177,8 +177,6 @@ def _preset_processor(args, processor_cls, tokenizer):
 
 
 def main(argv=None) -> int:
-    import torch
-
     args = build_parser().parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]

@@ -277,8 +277,6 @@ def main(argv=None) -> int:
         raise SystemExit(f"--augment_views must be >= 0, got {args.augment_views}")
     if args.calibration_clips < 1:
         raise SystemExit(f"--calibration_clips must be >= 1, got {args.calibration_clips}")
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
     import hf_alm  # noqa: F401
     from hf_alm.data.loaders import evaluation_units, unit_indices
     from hf_alm.modeling.tiny_edge_transformer import TinyEdgeTransformerFeatureExtractor, num_parameters_for
