@@ -85,30 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------------------------------ data and features
 
-def _load_rows(spec: str):
-    """The dataset as one ``datasets.Dataset`` (splits of a DatasetDict are concatenated with a ``split`` column)."""
-    import datasets
-
-    from hf_alm.data.loaders import load_dataset_spec
-
-    ds = load_dataset_spec(spec)
-    if isinstance(ds, datasets.DatasetDict):
-        parts = []
-        for name, part in ds.items():
-            if "split" not in part.column_names:
-                part = part.add_column("split", [name] * len(part))
-            parts.append(part)
-        ds = datasets.concatenate_datasets(parts)
-    if not isinstance(ds, datasets.Dataset):
-        raise ValueError(f"--dataset {spec!r} gave a {type(ds).__name__}; the recipe needs a map-style dataset "
-                         "(streaming datasets are not supported)")
-    missing = [c for c in ("audio", "label") if c not in ds.column_names]
-    if missing:
-        raise ValueError(f"--dataset {spec!r} has no {missing} column(s) (columns: {ds.column_names}); the tiny edge "
-                         "recipe needs labelled audio")
-    return ds
-
-
 def _cache_key(args, fe, n_rows: int) -> str:
     payload = json.dumps({"dataset": args.dataset, "n": n_rows, "fe": fe.to_dict(), "augment": args.augment,
                           "views": args.augment_views, "seed": args.seed, "max_seconds": args.max_seconds},
@@ -278,7 +254,7 @@ def main(argv=None) -> int:
     if args.calibration_clips < 1:
         raise SystemExit(f"--calibration_clips must be >= 1, got {args.calibration_clips}")
     import hf_alm  # noqa: F401
-    from hf_alm.data.loaders import evaluation_units, unit_indices
+    from hf_alm.data.loaders import evaluation_units, load_labelled_dataset, unit_indices
     from hf_alm.modeling.tiny_edge_transformer import TinyEdgeTransformerFeatureExtractor, num_parameters_for
     from hf_alm.modeling.tiny_edge_transformer import TinyEdgeTransformerConfig
     from hf_alm.training.loop import TrainConfig, make_accelerator
@@ -286,7 +262,7 @@ def main(argv=None) -> int:
 
     output_dir = Path(args.output_dir)
     accelerator = make_accelerator(TrainConfig.from_args(args))
-    ds = _load_rows(args.dataset)
+    ds = load_labelled_dataset(args.dataset)
     label_names = list(ds.features["label"].names) if hasattr(ds.features["label"], "names") else sorted(
         {str(v) for v in ds["label"]})
     labels = list(ds["label"])

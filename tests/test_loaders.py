@@ -479,3 +479,29 @@ def test_package_exports_and_lazy_siblings():
     assert data.make_synthetic_dataset is data.synthetic.make_synthetic_dataset
     with pytest.raises(AttributeError, match=r"has no attribute 'no_such_name'"):
         data.no_such_name
+
+
+def test_load_labelled_dataset_concatenates_splits_and_checks_columns(monkeypatch):
+    """The loader of the classification recipes: a DatasetDict becomes one Dataset with a `split` column; a missing
+    column or an empty dataset is a clear error naming the spec."""
+    import datasets
+
+    from hf_alm.data import loaders
+
+    given = {
+        "dd": datasets.DatasetDict({
+            "train": datasets.Dataset.from_dict({"audio": [[0.0, 0.1], [0.2, 0.3]], "label": [0, 1]}),
+            "test": datasets.Dataset.from_dict({"audio": [[0.4, 0.5]], "label": [1]}),
+        }),
+        "nolabel": datasets.Dataset.from_dict({"audio": [[0.0]]}),
+        "empty": datasets.Dataset.from_dict({"audio": [], "label": []}),
+    }
+    monkeypatch.setattr(loaders, "load_dataset_spec", lambda spec: given[spec])
+    ds = loaders.load_labelled_dataset("dd")
+    assert isinstance(ds, datasets.Dataset) and len(ds) == 3
+    assert sorted(zip(ds["split"], ds["label"])) == [("test", 1), ("train", 0), ("train", 1)]
+    assert len(loaders.load_labelled_dataset("nolabel", need_labels=False)) == 1
+    with pytest.raises(ValueError, match=r"--dataset 'nolabel' has no \['label'\] column\(s\).*needs labelled audio"):
+        loaders.load_labelled_dataset("nolabel")
+    with pytest.raises(ValueError, match="--dataset 'empty' is empty"):
+        loaders.load_labelled_dataset("empty")

@@ -45,6 +45,7 @@ __all__ = [
     "load_audiofolder",
     "load_hub",
     "load_dataset_spec",
+    "load_labelled_dataset",
     "fold_split",
     "evaluation_units",
     "unit_indices",
@@ -806,6 +807,33 @@ def load_dataset_spec(spec: str, **kw):
         raise ValueError(f"unknown dataset spec {spec!r}: not a Hub dataset id (owner/name) nor an existing path. "
                          f"Expected one of: {DATASET_SPEC_HELP}")
     return _call(load_hub, (spec,), kw, spec)
+
+
+def load_labelled_dataset(spec: str, *, need_labels: bool = True):
+    """``load_dataset_spec(spec)`` as one map-style ``datasets.Dataset`` (the splits of a ``DatasetDict`` are
+    concatenated, keeping their name in a ``split`` column); checks the ``audio`` (and ``label``) columns and that it
+    is not empty. The loader of the classification recipes (BEATs pre-training / fine-tuning, tiny edge)."""
+    import datasets
+
+    ds = load_dataset_spec(spec)
+    if isinstance(ds, datasets.DatasetDict):
+        parts = []
+        for name, part in ds.items():
+            if "split" not in part.column_names:
+                part = part.add_column("split", [name] * len(part))
+            parts.append(part)
+        ds = datasets.concatenate_datasets(parts)
+    if not isinstance(ds, datasets.Dataset):
+        raise ValueError(f"--dataset {spec!r} gave a {type(ds).__name__}; the recipe needs a map-style dataset "
+                         "(streaming datasets are not supported)")
+    required = ["audio", "label"] if need_labels else ["audio"]
+    missing = [c for c in required if c not in ds.column_names]
+    if missing:
+        raise ValueError(f"--dataset {spec!r} has no {missing} column(s) (columns: {ds.column_names})"
+                         + ("; the recipe needs labelled audio" if need_labels else ""))
+    if len(ds) == 0:
+        raise ValueError(f"--dataset {spec!r} is empty")
+    return ds
 
 
 def fold_split(dataset, eval_fold: int | str):

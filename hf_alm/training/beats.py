@@ -87,33 +87,6 @@ def beats_preset_config(preset: str = "tiny", **overrides):
 
 
 # ------------------------------------------------------------------------------------------------------------- data
-def load_labelled_dataset(spec: str, *, need_labels: bool = True):
-    """``load_dataset_spec(spec)`` as one map-style ``datasets.Dataset`` (the splits of a ``DatasetDict`` are
-    concatenated, keeping their name in a ``split`` column); checks the ``audio`` (and ``label``) columns."""
-    import datasets
-
-    from hf_alm.data.loaders import load_dataset_spec
-
-    ds = load_dataset_spec(spec)
-    if isinstance(ds, datasets.DatasetDict):
-        parts = []
-        for name, part in ds.items():
-            if "split" not in part.column_names:
-                part = part.add_column("split", [name] * len(part))
-            parts.append(part)
-        ds = datasets.concatenate_datasets(parts)
-    if not isinstance(ds, datasets.Dataset):
-        raise ValueError(f"--dataset {spec!r} gave a {type(ds).__name__}; BEATs recipes need a map-style dataset "
-                         "(streaming datasets are not supported)")
-    required = ["audio", "label"] if need_labels else ["audio"]
-    missing = [c for c in required if c not in ds.column_names]
-    if missing:
-        raise ValueError(f"--dataset {spec!r} has no {missing} column(s) (columns: {ds.column_names})")
-    if len(ds) == 0:
-        raise ValueError(f"--dataset {spec!r} is empty")
-    return ds
-
-
 def loudest_window(wave: torch.Tensor, num_samples: int) -> torch.Tensor:
     """The ``num_samples`` window of ``wave`` (1-D) with the largest energy; the clip itself when it is shorter."""
     if num_samples < 1:
@@ -431,8 +404,8 @@ def classifier_collate(features: Sequence[torch.Tensor], targets, spec_augment: 
     return collate
 
 
-# evaluation units live in the data layer (shared with the tiny-edge recipe); re-exported here
-from hf_alm.data.loaders import evaluation_units, unit_indices  # noqa: E402
+# evaluation units and the labelled-dataset loader live in the data layer (shared with the tiny-edge recipe); re-exported
+from hf_alm.data.loaders import evaluation_units, load_labelled_dataset, unit_indices  # noqa: E402
 
 
 def summarize(values: Sequence[float]) -> dict:
