@@ -501,7 +501,8 @@ def test_load_labelled_dataset_concatenates_splits_and_checks_columns(monkeypatc
     assert isinstance(ds, datasets.Dataset) and len(ds) == 3
     assert sorted(zip(ds["split"], ds["label"])) == [("test", 1), ("train", 0), ("train", 1)]
     assert len(loaders.load_labelled_dataset("nolabel", need_labels=False)) == 1
-    with pytest.raises(ValueError, match=r"--dataset 'nolabel' has no \['label'\] column\(s\).*needs labelled audio"):
+    missing = r"--dataset 'nolabel' has no \['label'\] column\(s\).*needs labelled audio"
+    with pytest.raises(ValueError, match=missing):
         loaders.load_labelled_dataset("nolabel")
     with pytest.raises(ValueError, match="--dataset 'empty' is empty"):
         loaders.load_labelled_dataset("empty")

@@ -404,7 +404,8 @@ def classifier_collate(features: Sequence[torch.Tensor], targets, spec_augment: 
     return collate
 
 
-# evaluation units and the labelled-dataset loader live in the data layer (shared with the tiny-edge recipe); re-exported
+# evaluation units and the labelled-dataset loader live in the data layer (shared with the tiny-edge recipe);
+# re-exported here
 from hf_alm.data.loaders import evaluation_units, load_labelled_dataset, unit_indices  # noqa: E402
 
 
