@@ -94,3 +94,21 @@ def test_wheel_ships_the_space_and_hf_alm_demo_finds_it(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
     assert run.stdout.strip().endswith("hf_alm/space/app.py")
+
+
+def test_every_recipe_path_named_in_docs_and_help_exists():
+    """README, model cards, the Space, recipes and library help texts name recipes by path; a renamed recipe must not
+    leave a dead ``recipes/<name>.py`` behind (one did: ``recipes/beats.py`` in the BEATs card and ``hf-alm demo``)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [root / "README.md", *root.glob("model_cards/*.md"), *root.glob("spaces/*/*.md"), *root.glob("spaces/*/*.py"),
+             *root.glob("recipes/*.py"), *root.glob("hf_alm/**/*.py"), *root.glob("benchmarks/*.py")]
+    named = {}
+    for path in files:
+        for name in re.findall(r"recipes/([A-Za-z0-9_]+)\.py", path.read_text(encoding="utf-8")):
+            named.setdefault(name, set()).add(str(path.relative_to(root)))
+    assert named, "no recipe paths found: the scan itself is broken"
+    missing = {name: sorted(where) for name, where in named.items() if not (root / "recipes" / f"{name}.py").exists()}
+    assert not missing, f"dead recipe paths: {missing}"

@@ -57,7 +57,7 @@ def add_parser(subparsers) -> None:
                         help="CLAP-TeminAL model: a folder written by recipes/teminal.py or a Hub id "
                         "(default: $HF_ALM_CLAP, else a tiny random model)")
     parser.add_argument("--beats", default=os.environ.get("HF_ALM_BEATS"),
-                        help="audio classifier for tagging (a BEATs folder from recipes/beats.py, or any hf-alm "
+                        help="audio classifier for tagging (a BEATs folder from recipes/beats_finetune.py, or any hf-alm "
                         "audio-classification folder / Hub id; default: $HF_ALM_BEATS, else a tiny random BEATs)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
     parser.add_argument("--host", default="127.0.0.1",
