@@ -160,3 +160,50 @@ def test_staged_folder_loads_without_hf_alm_and_card_snippets_run(family, tmp_pa
     else:  # zero-shot pipeline output, then the ranked before/after/while captions
         assert re.search(r"'label': '(dog bark|rain|siren)'", proc.stdout)
         assert "a dog barks before rain falls" in proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("family", ["tiny_edge", "beats", "one_peace"])
+def test_classifier_folder_loads_with_every_auto_class_without_hf_alm(family, tmp_path):
+    """A saved classifier names every Auto class of its model type in ``auto_map`` (as ``import hf_alm`` registers
+    them), so without hf-alm ``AutoModel`` gives its encoder, with the classifier's weights, and
+    ``AutoModelForPreTraining`` works where the family has it. Before, only the saved class was listed."""
+    if family == "one_peace":
+        from hf_alm.modeling.one_peace import OnePeaceConfig, OnePeaceForAudioClassification
+
+        torch.manual_seed(0)
+        model = OnePeaceForAudioClassification(OnePeaceConfig.from_preset("tiny", id2label={0: "a", 1: "b"}))
+        expected = {"AutoModel": "OnePeaceModelWithProjection",
+                    "AutoModelForAudioClassification": "OnePeaceForAudioClassification",
+                    "AutoModelForPreTraining": "OnePeaceForPreTraining"}
+    else:
+        _, _, model, _ = _build_family(family, tmp_path / "build")
+        expected = ({"AutoModel": "BeatsModel", "AutoModelForAudioClassification": "BeatsForAudioClassification",
+                     "AutoModelForPreTraining": "BeatsForPreTraining"} if family == "beats" else
+                    {"AutoModel": "TinyEdgeTransformerModel",
+                     "AutoModelForAudioClassification": "TinyEdgeTransformerForAudioClassification"})
+    folder = tmp_path / "clf"
+    model.eval().save_pretrained(folder)
+    auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    assert {k: v.split(".")[-1] for k, v in auto_map.items() if k != "AutoConfig"} == expected
+    check_encoder = family != "one_peace"  # ONE-PEACE's AutoModel adds freshly initialised projections
+    if check_encoder:
+        inputs = torch.randn(1, 48 if family == "beats" else 20, model.config.num_mel_bins)
+        with torch.no_grad():
+            hidden = getattr(model, model.base_model_prefix)(input_values=inputs).last_hidden_state
+        torch.save({"inputs": inputs, "hidden": hidden}, tmp_path / "io.pt")
+    code = "import torch, transformers\n" + textwrap.dedent(f"""
+        for auto_name, class_name in {expected!r}.items():
+            model = getattr(transformers, auto_name).from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
+            assert type(model).__name__ == class_name, (auto_name, type(model).__name__)
+            assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+            if auto_name == "AutoModel" and {check_encoder!r}:
+                io = torch.load({str(tmp_path / 'io.pt')!r})
+                with torch.no_grad():
+                    hidden = model(input_values=io["inputs"]).last_hidden_state
+                torch.testing.assert_close(hidden, io["hidden"], rtol=1e-5, atol=1e-5)
+        assert not any(m == "hf_alm" or m.startswith("hf_alm.") for m in __import__("sys").modules)
+        print("ALL-AUTO-OK")
+    """)
+    proc = _run_isolated(code, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "ALL-AUTO-OK" in proc.stdout

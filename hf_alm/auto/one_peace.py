@@ -15,22 +15,19 @@ def register() -> None:
         OnePeaceAudioConfig,
         OnePeaceConfig,
         OnePeaceFeatureExtractor,
-        OnePeaceForAudioClassification,
-        OnePeaceForPreTraining,
         OnePeaceImageProcessor,
-        OnePeaceModelWithProjection,
         OnePeaceProcessor,
         OnePeaceTextConfig,
         OnePeaceVisionConfig,
     )
+    from hf_alm.modeling.one_peace import modeling_one_peace
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     register_auto(
         OnePeaceConfig,
         model_type=OnePeaceConfig.model_type,
-        auto_models={"AutoModel": OnePeaceModelWithProjection,
-                     "AutoModelForAudioClassification": OnePeaceForAudioClassification,
-                     "AutoModelForPreTraining": OnePeaceForPreTraining},
+        auto_models={auto: getattr(modeling_one_peace, name)
+                     for auto, name in modeling_one_peace.AUTO_CLASS_NAMES.items()},
         feature_extractor=OnePeaceFeatureExtractor,
         processor=OnePeaceProcessor,
     )

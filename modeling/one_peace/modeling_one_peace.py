@@ -623,6 +623,13 @@ class OnePeaceOutput(ModelOutput):
 # ---------------------------------------------------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------------------------------------------------
+# The Auto classes of this model type, as ``import hf_alm`` registers them (hf_alm/auto reads this mapping). A saved
+# folder names all of them in ``auto_map`` whichever class was saved, so that with ``trust_remote_code=True`` and no
+# hf-alm installed a classifier folder also loads with ``AutoModel`` (its encoder), as it does with hf-alm.
+AUTO_CLASS_NAMES = {"AutoModel": "OnePeaceModelWithProjection", "AutoModelForAudioClassification": "OnePeaceForAudioClassification",
+                     "AutoModelForPreTraining": "OnePeaceForPreTraining"}
+
+
 class OnePeacePreTrainedModel(PreTrainedModel):
     config_class = OnePeaceConfig
     config: OnePeaceConfig
@@ -633,6 +640,17 @@ class OnePeacePreTrainedModel(PreTrainedModel):
     _no_split_modules = ["OnePeaceFusionLayer"]
     _supports_sdpa = True
     _supports_attention_backend = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with every Auto class of the model type in ``auto_map`` (the saved
+        class keeps its own entry: a tokenizer folder's ``AutoModel`` stays the tokenizer)."""
+        if getattr(type(self), "_auto_class", None) is not None:
+            module = type(self).__module__.rsplit(".", 1)[-1]
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            for auto_name, class_name in AUTO_CLASS_NAMES.items():
+                auto_map.setdefault(auto_name, f"{module}.{class_name}")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module):

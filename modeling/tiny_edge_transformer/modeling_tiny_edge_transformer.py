@@ -108,6 +108,13 @@ class TinyEdgeTransformerLayer(nn.Module):
         return hidden_states, weights
 
 
+# The Auto classes of this model type, as ``import hf_alm`` registers them (hf_alm/auto reads this mapping). A saved
+# folder names all of them in ``auto_map`` whichever class was saved, so that with ``trust_remote_code=True`` and no
+# hf-alm installed a classifier folder also loads with ``AutoModel`` (its encoder), as it does with hf-alm.
+AUTO_CLASS_NAMES = {"AutoModel": "TinyEdgeTransformerModel",
+                     "AutoModelForAudioClassification": "TinyEdgeTransformerForAudioClassification"}
+
+
 class TinyEdgeTransformerPreTrainedModel(PreTrainedModel):
     config_class = TinyEdgeTransformerConfig
     config: TinyEdgeTransformerConfig
@@ -117,6 +124,17 @@ class TinyEdgeTransformerPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_attention_backend = True
     _no_split_modules = ["TinyEdgeTransformerLayer"]
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with every Auto class of the model type in ``auto_map`` (the saved
+        class keeps its own entry: a tokenizer folder's ``AutoModel`` stays the tokenizer)."""
+        if getattr(type(self), "_auto_class", None) is not None:
+            module = type(self).__module__.rsplit(".", 1)[-1]
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            for auto_name, class_name in AUTO_CLASS_NAMES.items():
+                auto_map.setdefault(auto_name, f"{module}.{class_name}")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module):
