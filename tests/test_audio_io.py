@@ -278,6 +278,12 @@ def test_corrupt_missing_and_unreadable_files(tmp_path):
         load_audio("https://example.com/a.wav", 16000)
     with open(text, encoding="utf-8") as fh, pytest.raises(AudioInputError, match=r"opened in text mode"):
         load_audio(fh, 16000)
+    wav = _write_tone_wav(tmp_path / "tone_for_text_mode.wav")  # a real wav opened in text mode: not a decode error
+    with open(wav, encoding="utf-8") as fh, pytest.raises(AudioInputError, match=r"'.*tone_for_text_mode.wav' is "
+                                                                                 r"opened in text mode; open it with 'rb'"):
+        load_audio(fh, 16000)
+    with pytest.raises(AudioInputError, match=r"^a list of booleans is not audio"):
+        load_audio([True, False] * 10, 16000, source_sampling_rate=16000)
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read any file")
@@ -415,6 +421,12 @@ def test_pad_batch_errors():
         pad_batch([torch.zeros(3), torch.zeros(2, 5)])
     with pytest.raises(AudioInputError, match=r"^clip 0 is empty \(0 samples\)$"):
         pad_batch([torch.zeros(0)])
+    with pytest.raises(AudioInputError, match=r"^clip 1 has dtype int16: pad_batch expects float samples"):
+        pad_batch([torch.zeros(3), np.ones(3, np.int16) * 16384])
+    with pytest.raises(AudioInputError, match=r"^clip 1 contains NaN at sample 2$"):
+        pad_batch([torch.zeros(3), np.array([0.0, 0.1, np.nan, 0.2])])
+    with pytest.raises(AudioInputError, match=r"^clip 0 contains -Inf at sample 0$"):
+        pad_batch([torch.tensor([-float("inf"), 0.0])])
     with pytest.raises(AudioInputError, match=r"max_length must be a positive integer, got 0"):
         pad_batch([torch.zeros(3)], max_length=0)
     with pytest.raises(AudioInputError, match=r"expects a list of 1-D clips, got Tensor of shape \(2, 3\)"):

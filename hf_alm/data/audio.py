@@ -116,6 +116,8 @@ def _as_tensor(array: Any) -> torch.Tensor:
             raise AudioInputError(f"unsupported audio dtype {array.dtype}: use int16, int32, uint8 or float samples")
         return torch.from_numpy(array if array.flags.c_contiguous else np.ascontiguousarray(array))
     if isinstance(array, (list, tuple)):
+        if any(isinstance(v, (bool, np.bool_)) for v in (array[:1] if len(array) else ())):
+            raise AudioInputError("a list of booleans is not audio: pass float samples in [-1, 1]")
         try:
             arr = np.asarray(array, dtype=np.float32)
         except (TypeError, ValueError) as err:
@@ -327,6 +329,8 @@ def _read(source: Any, source_sampling_rate: Any) -> tuple[torch.Tensor, int, st
     if isinstance(source, (io.IOBase,)) or (hasattr(source, "read") and not _is_decoder(source)):
         name = getattr(source, "name", None)
         what = f"audio file object {name!r}" if isinstance(name, str) else "audio file object"
+        if isinstance(source, io.TextIOBase):  # reading would fail first, with a UnicodeDecodeError
+            raise AudioInputError(f"{what} is opened in text mode; open it with 'rb'")
         data = source.read()
         if isinstance(data, str):
             raise AudioInputError(f"{what} is opened in text mode; open it with 'rb'")
@@ -580,8 +584,10 @@ def pad_batch(
         t = clip if isinstance(clip, torch.Tensor) else _as_tensor(clip)
         if t.ndim != 1:
             raise AudioInputError(f"clip {i} must be 1-D (samples,), got shape {tuple(t.shape)}")
-        if t.numel() == 0:
-            raise AudioInputError(f"clip {i} is empty (0 samples)")
+        if not t.is_floating_point():
+            raise AudioInputError(f"clip {i} has dtype {str(t.dtype).replace('torch.', '')}: pad_batch expects float "
+                                  "samples in [-1, 1] (load_audio converts integer PCM)")
+        _check_values(t.unsqueeze(0), f"clip {i}")  # empty, NaN, Inf
         tensors.append(t)
     device = tensors[0].device
     lengths = [t.numel() for t in tensors]
