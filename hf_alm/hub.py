@@ -269,10 +269,18 @@ def build_eval_results(metrics: dict[str, Any], *, family_task: str = "audio-cla
     return results
 
 
+# model-index entries need a dataset type and name: without a stated dataset these say so (no dataset is claimed)
+NO_DATASET = ("unspecified", "unspecified dataset")
+
+
 def _dataset_from_spec(spec) -> tuple[str, str]:
-    """(dataset_type, display name) from a recipe's ``--dataset`` spec; local paths never reach the card."""
+    """(dataset_type, display name) from a recipe's ``--dataset`` spec; local paths never reach the card.
+
+    Without a spec no dataset is claimed: :data:`NO_DATASET` keeps the model-index valid and the card says that the
+    dataset was not stated.
+    """
     if not spec:
-        return "synthetic", _DATASET_NAMES["synthetic"]
+        return NO_DATASET
     spec = str(spec)
     prefix = spec.split(":", 1)[0].strip().lower()
     if prefix in _DATASET_NAMES:
@@ -325,7 +333,10 @@ def render_model_card(config, *, repo_id: str, eval_results=None, family: str | 
     if isinstance(datasets_meta, str):
         datasets_meta = [datasets_meta]
     extra_tags = card_kwargs.get("tags") or []
-    tags = list(dict.fromkeys(["hf-alm", "audio", "custom_code", *info.get("tags", []), *extra_tags]))
+    tags_by_arch = info.get("tags_by_architecture", {})  # e.g. a ONE-PEACE classifier is not tagged zero-shot
+    family_tags = next((t for suffix, t in tags_by_arch.items() if arch and arch.endswith(suffix)),
+                       info.get("tags", []))
+    tags = list(dict.fromkeys(["hf-alm", "audio", "custom_code", *family_tags, *extra_tags]))
     eval_list = build_eval_results(
         metrics, family_task=pipeline_tag or "audio-classification", dataset_name=card_kwargs.get("dataset_name"),
         dataset_type=card_kwargs.get("dataset_type"),
@@ -364,11 +375,19 @@ def render_model_card(config, *, repo_id: str, eval_results=None, family: str | 
         base_model=card_kwargs.get("base_model"),
         training_summary=card_kwargs.get("training_summary"),
         extra_limitations=card_kwargs.get("limitations"),
-        dataset_name=(eval_list[0].dataset_name if eval_list else _dataset_from_spec(card_kwargs["dataset_name"])[1]
-                      if card_kwargs.get("dataset_name") else None),
+        dataset_name=_card_dataset_name(eval_list, card_kwargs.get("dataset_name")),
+        dataset_unstated=any((r.dataset_type, r.dataset_name) == NO_DATASET for r in eval_list),
         num_parameters=card_kwargs.get("num_parameters"),
     )
     return card
+
+
+def _card_dataset_name(eval_list, dataset_spec) -> str | None:
+    """The dataset the card's training section names: the evaluation's, else the given spec's; None when unstated."""
+    if eval_list:
+        name = eval_list[0].dataset_name
+        return None if (eval_list[0].dataset_type, name) == NO_DATASET else name
+    return _dataset_from_spec(dataset_spec)[1] if dataset_spec else None
 
 
 _CARD_KWARGS = {

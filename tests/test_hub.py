@@ -443,3 +443,76 @@ def test_publish_from_args_is_the_recipes_push_step(monkeypatch, tmp_path, capsy
     args.hub_model_id = "org/explicit"
     hub.publish_from_args(args, tmp_path / "model")
     assert calls[1][0][1] == "org/explicit" and calls[1][1]["eval_results"] is None
+
+
+# ------------------------------------------------------------------------------------------- audit fixes
+def test_one_peace_classifier_card_is_an_audio_classification_card(tmp_path):
+    """A ONE-PEACE classifier was carded as zero-shot: pipeline_tag zero-shot-audio-classification, zero-shot /
+    AutoModel snippets that fail for a classifier, and a contrastive-loss training text. Its card is now an
+    audio-classification card whose snippets run (in a fresh process, without hf_alm)."""
+    import os
+    import subprocess
+    import sys
+
+    from hf_alm.modeling.one_peace import OnePeaceConfig, OnePeaceFeatureExtractor, OnePeaceForAudioClassification
+
+    torch.manual_seed(0)
+    labels = {0: "dog_bark", 1: "rain"}
+    model = OnePeaceForAudioClassification(OnePeaceConfig.from_preset("tiny", id2label=labels,
+                                                                      label2id={v: k for k, v in labels.items()}))
+    run = tmp_path / "run"
+    model.eval().save_pretrained(run)
+    OnePeaceFeatureExtractor().save_pretrained(run)
+    (run / "eval_results.json").write_text(json.dumps({"dataset": "esc10", "final": {"accuracy": 0.75}}))
+    staged = hub.stage(run, tmp_path / "staged", repo_id="tester/one-peace-clf")
+    text = (staged / "README.md").read_text()
+    data = ModelCard(text).data
+    assert data.pipeline_tag == "audio-classification"
+    assert "zero-shot-audio-classification" not in data.tags and "audio-classification" in data.tags
+    assert [(r.task_type, r.dataset_name, r.metric_value) for r in data.eval_results] == [
+        ("audio-classification", "ESC-10", 0.75)]
+    snippets = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(snippets) == 2
+    assert 'pipeline("audio-classification"' in snippets[0] and "AutoModelForAudioClassification" in snippets[1]
+    assert "zero-shot" not in "".join(snippets) and "get_audio_features" not in "".join(snippets)
+    assert "contrastive" not in text.lower() and "cross-entropy" in text
+    assert "attention-pooling classification head, 2\nclasses (dog_bark, rain)" in text
+    assert "on **ESC-10**" in text  # the training section names the evaluation's dataset
+
+    # the card's snippets run against the staged folder, in a process where hf_alm cannot be imported
+    code = BLOCK_HF_ALM + "\n" + "\n".join(s.replace('"tester/one-peace-clf"', repr(str(staged))) for s in snippets)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), OMP_NUM_THREADS="1",
+               TRANSFORMERS_VERBOSITY="error")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert re.search(r"'label': '(dog_bark|rain)'", proc.stdout)  # the pipeline's predictions
+    assert proc.stdout.strip().splitlines()[-1] in {"dog_bark", "rain"}  # the Auto-class snippet's arg-max label
+
+
+def test_card_without_a_dataset_names_none(tmp_path):
+    """eval_results without a dataset were carded as "hf-alm synthetic sound events" (card text and model-index)."""
+    config = _family_config("tiny_edge")
+    card = hub.render_model_card(config, repo_id="tester/no-dataset", eval_results={"final": {"accuracy": 0.5}})
+    text = str(card)
+    assert "synthetic sound events" not in text and "type: synthetic" not in text
+    parsed = ModelCard(text)  # the model-index stays valid: huggingface_hub parses it back
+    assert [(r.dataset_type, r.dataset_name, r.metric_value) for r in parsed.data.eval_results] == [
+        ("unspecified", "unspecified dataset", 0.5)]
+    assert "The evaluation dataset was not stated" in text
+    assert "recipes/tiny_edge.py`):" in text  # the training section names no dataset ("... on **X**:")
+    (tmp_path / "README.md").write_text(text)
+    meta = metadata_load(tmp_path / "README.md")
+    assert meta["model-index"][0]["results"][0]["dataset"] == {"name": "unspecified dataset", "type": "unspecified"}
+    assert hub.build_eval_results({"accuracy": 0.5})[0].dataset_type == "unspecified"
+
+    # a stated dataset is still named, in the table, the model-index and the training section
+    text = str(hub.render_model_card(config, repo_id="tester/esc", eval_results={"final": {"accuracy": 0.5}},
+                                     dataset_name="esc50:/local/path"))
+    assert "on\n**ESC-50**" in text and "| ESC-50 |" in text and "not stated" not in text and "/local/path" not in text
+    assert {(r.dataset_type, r.dataset_name) for r in ModelCard(text).data.eval_results} == {("esc50", "ESC-50")}
+    # an explicitly synthetic run still says so
+    text = str(hub.render_model_card(config, repo_id="tester/syn", eval_results={"dataset": "synthetic",
+                                                                                   "accuracy": 0.5}))
+    assert "hf-alm synthetic sound events" in text and "not stated" not in text

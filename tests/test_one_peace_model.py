@@ -1,6 +1,7 @@
 """ONE-PEACE model: presets and the 4B parameter table, adapters, fusion layers, heads, processor, Auto classes."""
 
 import math
+import re
 import subprocess
 import sys
 
@@ -496,3 +497,221 @@ def test_save_load_round_trip_every_class(tmp_path):
     proj = OnePeaceModelWithProjection.from_pretrained(tmp_path / "OnePeaceForPreTraining")
     pre = OnePeaceForPreTraining.from_pretrained(tmp_path / "OnePeaceForPreTraining")
     torch.testing.assert_close(proj.audio_proj.weight, pre.audio_proj.weight)
+
+
+# --------------------------------------------------------------------------------------------- audit fixes
+def _eager_copy(model):
+    """The same class and weights with eager attention (the reference for attention weights)."""
+    twin = type(model)._from_config(model.config, attn_implementation="eager").eval()
+    twin.load_state_dict(model.state_dict())
+    return twin
+
+
+def test_output_attentions_reach_the_classifier_and_projection_model():
+    """Before: OnePeaceForAudioClassification, OnePeaceModelWithProjection and get_*_features swallowed
+    output_attentions in **kwargs and returned attentions=None (only the bare OnePeaceModel worked)."""
+    from hf_alm.modeling.one_peace import OnePeaceForAudioClassification, OnePeaceModelWithProjection
+
+    torch.manual_seed(0)
+    inputs = _inputs()
+    config = _tiny(num_labels=3)
+    layers, heads = config.num_hidden_layers, config.num_attention_heads
+    clf = OnePeaceForAudioClassification(config).eval()
+    assert clf.config._attn_implementation == "sdpa"  # the default: attentions need the eager fallback
+    with torch.no_grad():
+        out = clf(inputs["input_values"], attention_mask=inputs["audio_attention_mask"], output_attentions=True)
+        pad = clf.one_peace(input_values=inputs["input_values"],
+                            audio_attention_mask=inputs["audio_attention_mask"]).audio_padding_mask
+        frames = pad.shape[1]
+        ref = _eager_copy(clf)(inputs["input_values"], attention_mask=inputs["audio_attention_mask"],
+                               output_attentions=True)
+    assert out.attentions is not None and len(out.attentions) == layers
+    assert all(a.shape == (2, heads, frames, frames) for a in out.attentions)
+    for a, b in zip(out.attentions, ref.attentions):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(out.attentions[0].sum(-1), torch.ones(2, heads, frames))
+    assert pad[1].any() and float(out.attentions[0][1][..., pad[1]].abs().max()) == 0.0  # padding gets none
+
+    proj = OnePeaceModelWithProjection(config).eval()
+    eager = _eager_copy(proj)
+    with torch.no_grad():
+        text = proj.get_text_features(inputs["input_ids"], inputs["attention_mask"], output_attentions=True)
+        audio = proj.get_audio_features(inputs["input_values"], inputs["audio_attention_mask"], output_attentions=True)
+        image = proj.get_image_features(inputs["pixel_values"], output_attentions=True)
+        both = proj(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                    input_values=inputs["input_values"], audio_attention_mask=inputs["audio_attention_mask"],
+                    output_attentions=True)
+        ref_audio = eager.get_audio_features(inputs["input_values"], inputs["audio_attention_mask"],
+                                             output_attentions=True)
+    for feats, length in ((text, 8), (audio, frames), (image, 5)):
+        assert feats.attentions is not None and len(feats.attentions) == layers
+        assert all(a.shape == (2, heads, length, length) for a in feats.attentions)
+    for a, b in zip(audio.attentions, ref_audio.attentions):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(both.audio_model_output.attentions, audio.attentions):
+        torch.testing.assert_close(a, b)
+    assert len(both.text_model_output.attentions) == layers
+
+
+def test_return_dict_false_gives_tuples_from_every_head():
+    """Before: with config.return_dict=False the heads crashed on the inner model's tuple ("'tuple' object has no
+    attribute 'audio_last_hidden_state'", "tuple indices must be integers")."""
+    from hf_alm.modeling.one_peace import OnePeaceForAudioClassification, OnePeaceModelWithProjection
+
+    inputs = _inputs()
+    for cls in (OnePeaceForAudioClassification, OnePeaceModelWithProjection):
+        torch.manual_seed(0)
+        model = cls(_tiny(num_labels=3)).eval()
+        tuple_model = cls(_tiny(num_labels=3, return_dict=False)).eval()
+        tuple_model.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            if cls is OnePeaceForAudioClassification:
+                labels = torch.tensor([0, 2])
+                ref = model(inputs["input_values"], attention_mask=inputs["audio_attention_mask"], labels=labels)
+                out = tuple_model(inputs["input_values"], attention_mask=inputs["audio_attention_mask"], labels=labels)
+                assert isinstance(out, tuple)
+                torch.testing.assert_close(out[0], ref.loss)
+                torch.testing.assert_close(out[1], ref.logits)
+            else:
+                kw = {k: inputs[k] for k in ("input_ids", "attention_mask", "input_values", "audio_attention_mask")}
+                ref = model(**kw)
+                out = tuple_model(**kw)
+                assert isinstance(out, tuple)
+                torch.testing.assert_close(out[0], ref.logits_per_audio)
+                torch.testing.assert_close(out[1], ref.logits_per_text)
+                # get_*_features keep returning outputs with pooler_output
+                feats = tuple_model.get_audio_features(inputs["input_values"], inputs["audio_attention_mask"])
+                torch.testing.assert_close(feats.pooler_output, ref.audio_embeds)
+
+
+@pytest.mark.parametrize("cls_name", ["OnePeaceModel", "OnePeaceModelWithProjection", "OnePeaceForAudioClassification",
+                                      "OnePeaceForPreTraining"])
+def test_input_embeddings_are_the_text_tokens_and_resize_round_trips(cls_name, tmp_path):
+    """Before: get_input_embeddings / resize_token_embeddings raised NotImplementedError on every class."""
+    import hf_alm.modeling.one_peace as one_peace
+
+    torch.manual_seed(0)
+    cls = getattr(one_peace, cls_name)
+    model = cls(_tiny(num_labels=2)).eval()
+    base = model if cls_name == "OnePeaceModel" else model.one_peace
+    embed = model.get_input_embeddings()
+    assert embed is base.encoder.text_adapter.embed_tokens
+    n = model.config.text_config.vocab_size
+    old = embed.weight.detach().clone()
+    resized = model.resize_token_embeddings(n + 8)
+    assert resized.num_embeddings == n + 8 and model.config.text_config.vocab_size == n + 8
+    assert base.encoder.text_adapter.embed_tokens is resized
+    torch.testing.assert_close(resized.weight[:n], old)
+    ids = torch.tensor([[5, n + 7, 9]])  # a new token id is accepted now
+    with torch.no_grad():
+        hidden = base(input_ids=ids).text_last_hidden_state
+    model.save_pretrained(tmp_path)
+    loaded = cls.from_pretrained(tmp_path).eval()
+    assert loaded.config.text_config.vocab_size == n + 8
+    torch.testing.assert_close(loaded.get_input_embeddings().weight, resized.weight)
+    loaded_base = loaded if cls_name == "OnePeaceModel" else loaded.one_peace
+    with torch.no_grad():
+        torch.testing.assert_close(loaded_base(input_ids=ids).text_last_hidden_state, hidden)
+
+
+def test_model_without_text_branch_says_it_has_no_token_embeddings():
+    from hf_alm.modeling.one_peace import OnePeaceModel
+
+    model = OnePeaceModel(_tiny(use_text_moe=False, use_image_moe=False))
+    with pytest.raises(NotImplementedError, match=r"no text branch \(use_text_moe=False\)"):
+        model.get_input_embeddings()
+
+
+def test_bf16_model_takes_the_feature_extractors_float32_inputs():
+    """Before: "Input type (torch.FloatTensor) and weight type (CPUBFloat16Type) should be the same"."""
+    from hf_alm.modeling.one_peace import (
+        OnePeaceFeatureExtractor,
+        OnePeaceForAudioClassification,
+        OnePeaceModelWithProjection,
+    )
+
+    torch.manual_seed(0)
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    feats = OnePeaceFeatureExtractor()(audio, sampling_rate=16000, return_tensors="pt")
+    assert feats["input_values"].dtype == torch.float32
+    clf = OnePeaceForAudioClassification(_tiny(num_labels=3)).eval()
+    with torch.no_grad():
+        ref = clf(**feats).logits
+        out = clf.to(torch.bfloat16)(**feats).logits
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=0.1, rtol=0.1)
+    proj = OnePeaceModelWithProjection(_tiny()).eval()
+    pixels = _inputs()["pixel_values"]
+    with torch.no_grad():
+        ref_img = proj.get_image_features(pixels).pooler_output
+        img = proj.to(torch.bfloat16).get_image_features(pixels).pooler_output
+    assert img.dtype == torch.bfloat16
+    torch.testing.assert_close(img.float(), ref_img, atol=0.05, rtol=0.05)
+
+
+def test_set_attn_implementation_switches_at_run_time(monkeypatch):
+    """Before: set_attn_implementation("eager") warned that the model does not support it and stayed on sdpa."""
+    from hf_alm.modeling.one_peace import OnePeaceForAudioClassification
+    from hf_alm.modeling.one_peace import modeling_one_peace as mod
+
+    torch.manual_seed(0)
+    model = OnePeaceForAudioClassification(_tiny(num_labels=3)).eval()
+    inputs = _inputs()
+    calls = []
+    eager = mod.eager_attention_forward
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return eager(*args, **kwargs)
+
+    monkeypatch.setattr(mod, "eager_attention_forward", counting)
+    with torch.no_grad():
+        sdpa_logits = model(inputs["input_values"], attention_mask=inputs["audio_attention_mask"]).logits
+        assert calls == []  # sdpa
+        assert type(model)._can_set_attn_implementation()
+        model.set_attn_implementation("eager")
+        assert model.config._attn_implementation == "eager"
+        eager_logits = model(inputs["input_values"], attention_mask=inputs["audio_attention_mask"]).logits
+        assert len(calls) == model.config.num_hidden_layers  # the switch took effect on the built model
+        torch.testing.assert_close(eager_logits, sdpa_logits, atol=1e-5, rtol=1e-5)
+        model.set_attn_implementation("sdpa")
+        calls.clear()
+        model(inputs["input_values"])
+        assert calls == []
+
+
+def test_feature_extractor_rejects_ambiguous_and_bad_inputs_naming_them():
+    from hf_alm.modeling.one_peace import OnePeaceFeatureExtractor
+
+    fe = OnePeaceFeatureExtractor()
+    clip = np.random.default_rng(0).uniform(-0.5, 0.5, 3000).astype(np.float32)
+    # channel-last audio (soundfile.read) was read as 3000 clips of 2 samples, each repeated to 1 s
+    for shape in ((3000, 2), (3000, 1)):
+        with pytest.raises(ValueError, match=re.escape(
+                f"raw_speech of shape {shape} looks like (samples, channels) audio; down-mix it to mono first "
+                f"(e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips")):
+            fe(np.zeros(shape, np.float32), sampling_rate=16000)
+    assert fe(np.stack([clip, clip]), sampling_rate=16000)["input_values"].shape == (2, 16000)  # (clips, samples)
+    with pytest.raises(ValueError, match=r"got dtype int16; convert integer PCM first \(e\.g\. int16 / 32768\)"):
+        fe((clip * 32767).astype(np.int16), sampling_rate=16000)
+    bad = clip.copy()
+    bad[100] = np.nan
+    with pytest.raises(ValueError, match=re.escape("clip 1 has a non-finite sample (nan) at index 100")):
+        fe([clip, bad], sampling_rate=16000)
+    bad[100], bad[7] = 0.0, -np.inf
+    with pytest.raises(ValueError, match=re.escape("clip 0 has a non-finite sample (-inf) at index 7")):
+        fe(bad, sampling_rate=16000)
+    with pytest.raises(ValueError, match=re.escape("clip 2 is empty (0 samples)")):
+        fe([clip, clip, np.zeros(0, np.float32)], sampling_rate=16000)
+    with pytest.raises(ValueError, match=re.escape(
+            "raw_speech is a str ('foo.wav'); load the audio first (e.g. hf_alm.data.load_audio) and pass the array")):
+        fe("foo.wav", sampling_rate=16000)
+    with pytest.raises(ValueError, match="raw_speech is None"):
+        fe(None, sampling_rate=16000)
+    with pytest.raises(ValueError, match=re.escape("clip 1 is a str ('b.wav'); load the audio first")):
+        fe([clip, "b.wav"], sampling_rate=16000)
+    for rate in ("16k", 16000.5):
+        with pytest.raises(ValueError, match=re.escape(f"sampling_rate must be a whole number of Hz, got {rate!r}")):
+            fe(clip, sampling_rate=rate)
+    for rate in (16000, np.int64(16000), 16000.0):
+        assert fe(clip, sampling_rate=rate)["input_values"].shape == (1, 16000)

@@ -3,6 +3,7 @@ pipeline and remote code."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -321,3 +322,125 @@ def test_remote_code_loads_in_a_fresh_process_without_hf_alm(saved_model, tmp_pa
     assert out.returncode == 0, out.stderr[-3000:]
     assert "transformers_modules" in out.stdout
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, atol=1e-6)
+
+
+# ---------------------------------------------------------------- audit fixes
+
+def test_output_attentions_under_sdpa_fall_back_to_eager():
+    """Before: under the default sdpa, output_attentions=True returned (None,) with no warning."""
+    sdpa = _model("sdpa")
+    eager = _model("eager")
+    eager.load_state_dict(sdpa.state_dict())
+    x = torch.randn(2, 12, 40)
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[1, 7:] = 0
+    with torch.no_grad():
+        out = sdpa(x, attention_mask=mask, output_attentions=True)
+        ref = eager(x, attention_mask=mask, output_attentions=True)
+        base = sdpa.tiny_edge_transformer(x, attention_mask=mask, output_attentions=True)
+        plain = sdpa(x, attention_mask=mask)
+    layers, heads = sdpa.config.num_hidden_layers, sdpa.config.num_attention_heads
+    assert sdpa.config._attn_implementation == "sdpa"
+    assert len(out.attentions) == layers and all(a is not None for a in out.attentions)
+    assert all(a.shape == (2, heads, 12, 12) for a in out.attentions)
+    for a, b, c in zip(out.attentions, ref.attentions, base.attentions):
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(c, b)
+    assert float(out.attentions[0][1, :, :, 7:].abs().max()) == 0.0
+    torch.testing.assert_close(out.logits, plain.logits, atol=1e-5, rtol=1e-5)  # only the kernel changed
+
+
+def test_set_attn_implementation_switches_at_run_time(monkeypatch):
+    """Before: set_attn_implementation("eager") warned "does not support setting its attention implementation
+    dynamically" and the model stayed on sdpa."""
+    from hf_alm.modeling.tiny_edge_transformer import modeling_tiny_edge_transformer as mod
+
+    model = _model("sdpa")
+    calls = []
+    eager = mod.eager_attention_forward
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return eager(*args, **kwargs)
+
+    monkeypatch.setattr(mod, "eager_attention_forward", counting)
+    x = torch.randn(2, 15, 40)
+    with torch.no_grad():
+        sdpa_logits = model(x).logits
+        assert calls == []
+        assert type(model)._can_set_attn_implementation()
+        model.set_attn_implementation("eager")
+        assert model.config._attn_implementation == "eager"
+        eager_logits = model(x).logits
+        assert len(calls) == model.config.num_hidden_layers
+        torch.testing.assert_close(eager_logits, sdpa_logits, atol=1e-5, rtol=1e-5)
+        out = model(x, output_attentions=True)  # attentions without any fallback now
+        assert all(a.shape == (2, model.config.num_attention_heads, 15, 15) for a in out.attentions)
+
+
+def test_bf16_model_takes_the_feature_extractors_float32_features():
+    """Before: "mat1 and mat2 must have the same dtype, but got Float and BFloat16"."""
+    model = _model("sdpa")
+    feats = TinyEdgeTransformerFeatureExtractor()(_noise(1.0), sampling_rate=SR, return_tensors="pt")
+    assert feats["input_values"].dtype == torch.float32
+    with torch.no_grad():
+        ref = model(**feats).logits
+        out = model.to(torch.bfloat16)(**feats).logits
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, atol=0.1, rtol=0.1)
+
+
+def test_return_dict_false_gives_tuples():
+    model = _model("eager")
+    tuple_model = _model("eager", return_dict=False)
+    tuple_model.load_state_dict(model.state_dict())
+    x, y = torch.randn(2, 10, 40), torch.tensor([0, 3])
+    with torch.no_grad():
+        ref = model(x, labels=y)
+        out = tuple_model(x, labels=y)
+        base = tuple_model.tiny_edge_transformer(x)
+    assert isinstance(out, tuple) and isinstance(base, tuple)
+    torch.testing.assert_close(out[0], ref.loss)
+    torch.testing.assert_close(out[1], ref.logits)
+    torch.testing.assert_close(base[1], model.tiny_edge_transformer(x).pooler_output)
+
+
+def test_feature_extractor_rejects_ambiguous_and_bad_inputs_naming_them():
+    fe = TinyEdgeTransformerFeatureExtractor()
+    clip = _noise(0.5)
+    # channel-last audio (soundfile.read) was read as thousands of one-sample clips; (N, 1) too
+    for shape in ((8000, 2), (8000, 1)):
+        with pytest.raises(ValueError, match=re.escape(
+                f"raw_speech of shape {shape} looks like (samples, channels) audio; down-mix it to mono first "
+                f"(e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips")):
+            fe(np.zeros(shape, np.float32), sampling_rate=SR)
+    assert fe(np.stack([clip, clip]), sampling_rate=SR)["input_values"].shape[0] == 2  # (clips, samples)
+    assert fe(clip[None], sampling_rate=SR)["input_values"].shape[0] == 1
+    # integer PCM was featurised unscaled (features ~21..26 instead of ~0.6..5)
+    for pcm in ((clip * 32767).astype(np.int16), (clip * 2**31).astype(np.int32), [1, 2, 3] * 400):
+        dtype = np.asarray(pcm).dtype
+        with pytest.raises(ValueError, match=re.escape(
+                f"got dtype {dtype}; convert integer PCM first (e.g. int16 / 32768)")):
+            fe(pcm, sampling_rate=SR)
+    bad = clip.copy()
+    bad[100] = np.nan
+    with pytest.raises(ValueError, match=re.escape("clip 1 has a non-finite sample (nan) at index 100")):
+        fe([clip, bad], sampling_rate=SR)
+    bad[100], bad[3] = 0.0, np.inf
+    with pytest.raises(ValueError, match=re.escape("clip 0 has a non-finite sample (inf) at index 3")):
+        fe(bad, sampling_rate=SR)
+    with pytest.raises(ValueError, match=re.escape("clip 2 is empty (0 samples)")):
+        fe([clip, clip, np.zeros(0, np.float32)], sampling_rate=SR)
+    with pytest.raises(ValueError, match=re.escape(
+            "raw_speech is a str ('foo.wav'); load the audio first (e.g. hf_alm.data.load_audio) and pass the array")):
+        fe("foo.wav", sampling_rate=SR)
+    with pytest.raises(ValueError, match="raw_speech is None"):
+        fe(None, sampling_rate=SR)
+    with pytest.raises(ValueError, match=re.escape("clip 1 is a str ('b.wav'); load the audio first")):
+        fe([clip, "b.wav"], sampling_rate=SR)
+    for rate in ("16k", 16000.5):
+        with pytest.raises(ValueError, match=re.escape(f"sampling_rate must be a whole number of Hz, got {rate!r}")):
+            fe(clip, sampling_rate=rate)
+    expected = fe(clip, sampling_rate=SR)["input_values"]
+    for rate in (np.int64(SR), float(SR)):
+        np.testing.assert_array_equal(fe(clip, sampling_rate=rate)["input_values"], expected)

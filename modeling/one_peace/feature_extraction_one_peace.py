@@ -14,6 +14,27 @@ import math
 import numpy as np
 from transformers import BatchFeature, SequenceFeatureExtractor
 
+MAX_CHANNELS = 8  # a 2-D (a, b) array with b <= MAX_CHANNELS < a is (samples, channels) audio, not a batch
+
+
+def _check_not_a_path(raw_speech, what: str = "raw_speech") -> None:
+    """A file path (or None) where audio is expected: say to load the audio first."""
+    if raw_speech is None:
+        raise ValueError(f"{what} is None; pass the audio as a float array (load a file first, e.g. "
+                         f"hf_alm.data.load_audio)")
+    if isinstance(raw_speech, (str, bytes)) or hasattr(raw_speech, "__fspath__"):
+        raise ValueError(f"{what} is a {type(raw_speech).__name__} ({str(raw_speech)!r}); load the audio first "
+                         f"(e.g. hf_alm.data.load_audio) and pass the array")
+
+
+def _check_sampling_rate(sampling_rate) -> int:
+    """``sampling_rate`` as an int: an int, a numpy integer or an integral float; anything else is refused."""
+    if isinstance(sampling_rate, (int, np.integer)) and not isinstance(sampling_rate, (bool, np.bool_)):
+        return int(sampling_rate)
+    if isinstance(sampling_rate, (float, np.floating)) and float(sampling_rate).is_integer():
+        return int(sampling_rate)
+    raise ValueError(f"sampling_rate must be a whole number of Hz, got {sampling_rate!r}")
+
 
 class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
     model_input_names = ["input_values", "attention_mask"]
@@ -31,18 +52,26 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
         wave = wave.astype(np.float64)
         return ((wave - wave.mean()) / np.sqrt(wave.var() + eps)).astype(np.float32)
 
-    def _prepare_one(self, wave) -> np.ndarray:
+    def _prepare_one(self, wave, what: str = "clip 0") -> np.ndarray:
+        """One clip, checked and normalised; ``what`` ("clip 3") names it in the errors."""
+        _check_not_a_path(wave, what)
         if hasattr(wave, "detach"):
-            wave = wave.detach().cpu().numpy()
+            wave = wave.detach().cpu()
+            wave = (wave.float() if wave.is_floating_point() else wave).numpy()  # bf16 has no numpy dtype
         wave = np.asarray(wave)
         if wave.ndim != 1:
-            raise ValueError(f"expected a mono waveform of shape (samples,), got shape {wave.shape}; down-mix first")
+            raise ValueError(f"{what}: expected a mono waveform of shape (samples,), got shape {wave.shape}; "
+                             f"down-mix first")
         if wave.size == 0:
-            raise ValueError("got an empty waveform (0 samples)")
+            raise ValueError(f"{what} is empty (0 samples)")
         if not np.issubdtype(wave.dtype, np.floating):
-            raise ValueError(f"expected a floating-point waveform, got dtype {wave.dtype}")
-        if not np.isfinite(wave).all():
-            raise ValueError("the waveform contains NaN or infinite samples")
+            raise ValueError(f"{what}: expected a floating-point waveform, got dtype {wave.dtype}; convert integer "
+                             f"PCM first (e.g. int16 / 32768)")
+        finite = np.isfinite(wave)
+        if not finite.all():
+            index = int(np.argmin(finite))
+            raise ValueError(f"{what} has a non-finite sample ({float(wave[index])}) at index {index}: the waveform "
+                             f"contains NaN or infinite samples")
         wave = wave.astype(np.float32)
         if self.do_normalize:
             wave = self.layer_norm(wave)
@@ -59,15 +88,23 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
         if sampling_rate is None:
             raise ValueError(f"pass sampling_rate= (this feature extractor expects {self.sampling_rate} Hz audio) so "
                              "that a wrong rate is caught instead of silently misread")
-        if int(sampling_rate) != self.sampling_rate:
+        if _check_sampling_rate(sampling_rate) != self.sampling_rate:
             raise ValueError(f"audio sampled at {sampling_rate} Hz but ONE-PEACE expects {self.sampling_rate} Hz; "
                              "resample first (e.g. hf_alm.data.audio.resample)")
-        is_batched = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and (
+        _check_not_a_path(raw_speech)
+        if isinstance(raw_speech, (list, tuple)) and len(raw_speech) == 0:
+            raise ValueError("raw_speech is an empty list; pass at least one clip")
+        is_batched = isinstance(raw_speech, (list, tuple)) and (
             hasattr(raw_speech[0], "__len__") or hasattr(raw_speech[0], "shape"))
         if not is_batched and hasattr(raw_speech, "ndim") and raw_speech.ndim == 2:
+            rows, cols = raw_speech.shape
+            if cols <= MAX_CHANNELS < rows:
+                raise ValueError(f"raw_speech of shape {tuple(raw_speech.shape)} looks like (samples, channels) "
+                                 f"audio; down-mix it to mono first (e.g. audio.mean(axis=1)); a batch is (clips, "
+                                 f"samples) or a list of 1-D clips")
             raw_speech, is_batched = list(raw_speech), True
-        clips = [self._prepare_one(np.asarray(w) if isinstance(w, list) else w)
-                 for w in (raw_speech if is_batched else [raw_speech])]
+        clips = [self._prepare_one(np.asarray(w) if isinstance(w, list) else w, f"clip {i}")
+                 for i, w in enumerate(raw_speech if is_batched else [raw_speech])]
         lengths = [c.shape[0] for c in clips]
         longest = max(lengths)
         values = np.full((len(clips), longest), self.padding_value, dtype=np.float32)

@@ -189,8 +189,11 @@ class OnePeaceAudioAdapter(nn.Module):
         return conv_output_lengths(sample_lengths, self.conv_layers_spec)
 
     def extract_features(self, input_values: torch.Tensor) -> torch.Tensor:
-        """(B, S) waveform -> (B, T, D) projected conv features (no CLS, no positions)."""
-        x = input_values.unsqueeze(1)
+        """(B, S) waveform -> (B, T, D) projected conv features (no CLS, no positions).
+
+        The waveform is cast to the parameters' dtype (the feature extractor gives float32; a bf16 / fp16 model
+        would otherwise fail in the first convolution)."""
+        x = input_values.unsqueeze(1).to(self.conv_layers[0].conv.weight.dtype)
         for block in self.conv_layers:
             x = block(x)
         x = self.feature_layer_norm(x.transpose(1, 2))
@@ -359,6 +362,7 @@ class OnePeaceVisionAdapter(nn.Module):
         return make_image_bucket_position(vcfg.rel_bucket_size)
 
     def patch_embed(self, pixel_values):
+        pixel_values = pixel_values.to(self.stem_conv1.weight.dtype)  # float32 images into a bf16 / fp16 model
         x = F.gelu(self.stem_norm1(self.stem_conv1(pixel_values)))
         x = F.gelu(self.stem_norm2(self.stem_conv2(x)))
         return self.stem_conv3(x).flatten(2).transpose(1, 2)
@@ -441,10 +445,13 @@ class OnePeaceAttention(nn.Module):
         q = self.q_proj(hidden_states).view(shape).transpose(1, 2)
         k = self.k_proj(hidden_states).view(shape).transpose(1, 2)
         v = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        # read at call time, so model.set_attn_implementation(...) takes effect on a built model
         impl = self.config._attn_implementation or "eager"
         if output_attentions:
-            impl = "eager"
-        attn_fn = eager_attention_forward if impl == "eager" else ALL_ATTENTION_FUNCTIONS[impl]
+            impl = "eager"  # only the eager kernel returns probabilities
+        attn_fn = eager_attention_forward
+        if impl != "eager":
+            attn_fn = ALL_ATTENTION_FUNCTIONS.get_interface(impl, eager_attention_forward)
         if attention_bias is not None:
             attention_bias = attention_bias.to(q.dtype)
         out, weights = attn_fn(self, q, k, v, attention_bias, dropout=self.attention_dropout if self.training else 0.0,
@@ -740,6 +747,21 @@ class OnePeaceModel(OnePeacePreTrainedModel):
         self.encoder = OnePeaceEncoderStack(config)
         self.post_init()
 
+    def _text_adapter(self) -> OnePeaceTextAdapter:
+        # NotImplementedError is what transformers expects from a model without token embeddings
+        # (enable_input_require_grads and get_output_embeddings skip such a model)
+        if "text" not in self.encoder.modalities:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no text branch (use_text_moe=False), so it has no input token embeddings")
+        return self.encoder.text_adapter
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The text adapter's token embedding (``resize_token_embeddings`` resizes it and ``text_config``)."""
+        return self._text_adapter().embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self._text_adapter().embed_tokens = value
+
     def _embed(self, input_ids=None, attention_mask=None, pixel_values=None, input_values=None,
                audio_attention_mask=None, text_preserve_ids=None, image_preserve_ids=None, audio_preserve_ids=None,
                audio_features=None):
@@ -771,6 +793,7 @@ class OnePeaceModel(OnePeacePreTrainedModel):
         """
         output_hidden_states = (output_hidden_states if output_hidden_states is not None
                                 else self.config.output_hidden_states)
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         segments = self._embed(input_ids, attention_mask, pixel_values, input_values, audio_attention_mask,
                                text_preserve_ids, image_preserve_ids, audio_preserve_ids, audio_features)
@@ -809,60 +832,64 @@ class OnePeaceModelWithProjection(OnePeacePreTrainedModel):
         """``exp(logit_scale)`` with the scale clamped to [0, log(logit_scale_max)] (gradient stops when clamped)."""
         return self.logit_scale.clamp(0.0, math.log(self.config.logit_scale_max)).exp()
 
-    def _features(self, modality, output_hidden_states=None, **inputs):
-        out = self.one_peace(output_hidden_states=output_hidden_states, **inputs)
+    def _features(self, modality, output_hidden_states=None, output_attentions=None, **inputs):
+        out = self.one_peace(output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                             return_dict=True, **inputs)  # a dict whatever config.return_dict says
         hidden = out[f"{modality}_last_hidden_state"]
         embeds = F.normalize(getattr(self, f"{modality}_proj")(hidden[:, 0]), dim=-1)
         return _pooling_output(hidden, out[f"{modality}_padding_mask"], embeds, out)
 
-    def get_text_features(self, input_ids, attention_mask=None, output_hidden_states=None, **kwargs):
+    def get_text_features(self, input_ids, attention_mask=None, output_hidden_states=None, output_attentions=None,
+                          **kwargs):
         """Text embeddings: ``BaseModelOutputWithPooling`` whose ``pooler_output`` is the normalised projection."""
         return self._features("text", input_ids=input_ids, attention_mask=attention_mask,
-                              output_hidden_states=output_hidden_states)
+                              output_hidden_states=output_hidden_states, output_attentions=output_attentions)
 
     def get_audio_features(self, input_values, attention_mask=None, output_hidden_states=None,
-                           audio_attention_mask=None, **kwargs):
+                           audio_attention_mask=None, output_attentions=None, **kwargs):
         """Audio embeddings; ``attention_mask`` (or ``audio_attention_mask``, as ``OnePeaceProcessor`` names it) is
         the waveform mask. ``pooler_output`` = normalised projection."""
         if attention_mask is None:
             attention_mask = audio_attention_mask
         return self._features("audio", input_values=input_values, audio_attention_mask=attention_mask,
-                              output_hidden_states=output_hidden_states)
+                              output_hidden_states=output_hidden_states, output_attentions=output_attentions)
 
-    def get_image_features(self, pixel_values, output_hidden_states=None, **kwargs):
+    def get_image_features(self, pixel_values, output_hidden_states=None, output_attentions=None, **kwargs):
         """Image embeddings; ``pooler_output`` = normalised projection."""
-        return self._features("image", pixel_values=pixel_values, output_hidden_states=output_hidden_states)
+        return self._features("image", pixel_values=pixel_values, output_hidden_states=output_hidden_states,
+                              output_attentions=output_attentions)
 
     def forward(self, input_ids=None, attention_mask=None, input_values=None, audio_attention_mask=None,
-                pixel_values=None, return_loss=None, output_hidden_states=None, return_dict=None, **kwargs):
+                pixel_values=None, return_loss=None, output_hidden_states=None, output_attentions=None,
+                return_dict=None, **kwargs):
         r"""
         input_ids / attention_mask: text; input_values / audio_attention_mask: audio; pixel_values: images.
         return_loss (`bool`): symmetric InfoNCE between the given non-text modality and text (pairs on the diagonal).
+        output_attentions (`bool`): per-modality attention weights in ``{m}_model_output.attentions``.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         text = audio = image = None
         if input_ids is not None:
-            text = self.get_text_features(input_ids, attention_mask, output_hidden_states)
+            text = self.get_text_features(input_ids, attention_mask, output_hidden_states,
+                                          output_attentions=output_attentions)
         if input_values is not None:
-            audio = self.get_audio_features(input_values, audio_attention_mask, output_hidden_states)
+            audio = self.get_audio_features(input_values, audio_attention_mask, output_hidden_states,
+                                            output_attentions=output_attentions)
         if pixel_values is not None:
-            image = self.get_image_features(pixel_values, output_hidden_states)
+            image = self.get_image_features(pixel_values, output_hidden_states, output_attentions=output_attentions)
         scale = self.logit_scale_exp()
-        out = OnePeaceOutput(text_embeds=text.pooler_output if text is not None else None,
-                             audio_embeds=audio.pooler_output if audio is not None else None,
-                             image_embeds=image.pooler_output if image is not None else None,
-                             text_model_output=text, audio_model_output=audio, image_model_output=image)
+        logits_per_audio = logits_per_text = logits_per_image = loss = None
         losses = []
         if text is not None:
             if audio is not None:
-                out.logits_per_audio = scale * audio.pooler_output @ text.pooler_output.t()
-                out.logits_per_text = out.logits_per_audio.t()
-                losses.append(out.logits_per_audio)
+                logits_per_audio = scale * audio.pooler_output @ text.pooler_output.t()
+                logits_per_text = logits_per_audio.t()
+                losses.append(logits_per_audio)
             if image is not None:
-                out.logits_per_image = scale * image.pooler_output @ text.pooler_output.t()
-                if out.logits_per_text is None:
-                    out.logits_per_text = out.logits_per_image.t()
-                losses.append(out.logits_per_image)
+                logits_per_image = scale * image.pooler_output @ text.pooler_output.t()
+                if logits_per_text is None:
+                    logits_per_text = logits_per_image.t()
+                losses.append(logits_per_image)
         if return_loss:
             if not losses:
                 raise ValueError("return_loss needs text and at least one of audio / image")
@@ -872,7 +899,14 @@ class OnePeaceModelWithProjection(OnePeacePreTrainedModel):
                     raise ValueError(f"return_loss needs paired batches, got logits of shape {tuple(logits.shape)}")
                 target = torch.arange(logits.shape[0], device=logits.device)
                 total = total + (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
-            out.loss = total / len(losses)
+            loss = total / len(losses)
+        # built in one go, so that to_tuple() follows the field order (loss, logits_per_audio, ...)
+        out = OnePeaceOutput(loss=loss, logits_per_audio=logits_per_audio, logits_per_text=logits_per_text,
+                             logits_per_image=logits_per_image,
+                             text_embeds=text.pooler_output if text is not None else None,
+                             audio_embeds=audio.pooler_output if audio is not None else None,
+                             image_embeds=image.pooler_output if image is not None else None,
+                             text_model_output=text, audio_model_output=audio, image_model_output=image)
         return out if return_dict else out.to_tuple()
 
 
@@ -926,15 +960,16 @@ class OnePeaceForAudioClassification(OnePeacePreTrainedModel):
         self.classify_head = OnePeaceClassificationHead(config)
         self.post_init()
 
-    def forward(self, input_values, attention_mask=None, labels=None, output_hidden_states=None, return_dict=None,
-                **kwargs):
+    def forward(self, input_values, attention_mask=None, labels=None, output_hidden_states=None,
+                output_attentions=None, return_dict=None, **kwargs):
         r"""
         input_values (`(batch, samples)`), attention_mask (waveform mask, 1 = real sample).
         labels (`(batch,)` class ids, or `(batch, num_labels)` multi-hot for multi-label).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         out = self.one_peace(input_values=input_values, audio_attention_mask=attention_mask,
-                             output_hidden_states=output_hidden_states)
+                             output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                             return_dict=True)  # a dict whatever config.return_dict says
         logits = self.classify_head(out.audio_last_hidden_state, out.audio_padding_mask)
         loss = None
         if labels is not None:
@@ -948,7 +983,8 @@ class OnePeaceForAudioClassification(OnePeacePreTrainedModel):
                 loss = F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
             else:
                 loss = F.cross_entropy(logits, labels.long())
-        result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
+        result = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                          attentions=out.attentions)
         return result if return_dict else result.to_tuple()
 
 
@@ -980,7 +1016,7 @@ class OnePeaceForPreTraining(OnePeacePreTrainedModel):
         return F.normalize(getattr(self, f"{modality}_proj")(hidden[:, 0]), dim=-1)
 
     def encode(self, **inputs) -> OnePeaceModelOutput:
-        return self.one_peace(**inputs)
+        return self.one_peace(**{"return_dict": True, **inputs})  # decode() reads it by field name
 
     def decode(self, enc: OnePeaceModelOutput, full_padding_masks: dict, preserve_ids: dict) -> dict:
         """Decoder pass over full-length sequences: visible units from ``enc`` (mapped by ``decoder_{m}_embed``) at

@@ -50,6 +50,34 @@ def periodic_hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n, dtype=np.float64) / n)
 
 
+MAX_CHANNELS = 8  # a 2-D (a, b) array with b <= MAX_CHANNELS < a is (samples, channels) audio, not a batch
+
+
+def _check_not_a_path(raw_speech, what: str = "raw_speech") -> None:
+    """A file path (or None) where audio is expected: say to load the audio first."""
+    if raw_speech is None:
+        raise ValueError(f"{what} is None; pass the audio as a float array (load a file first, e.g. "
+                         f"hf_alm.data.load_audio)")
+    if isinstance(raw_speech, (str, bytes)) or hasattr(raw_speech, "__fspath__"):
+        raise ValueError(f"{what} is a {type(raw_speech).__name__} ({str(raw_speech)!r}); load the audio first "
+                         f"(e.g. hf_alm.data.load_audio) and pass the array")
+
+
+def _tensor_to_numpy(tensor) -> np.ndarray:
+    """A torch tensor as numpy (bf16 / fp16 through float32, which numpy can hold), without importing torch."""
+    tensor = tensor.detach().cpu()
+    return (tensor.float() if tensor.is_floating_point() else tensor).numpy()
+
+
+def _check_sampling_rate(sampling_rate) -> int:
+    """``sampling_rate`` as an int: an int, a numpy integer or an integral float; anything else is refused."""
+    if isinstance(sampling_rate, (int, np.integer)) and not isinstance(sampling_rate, (bool, np.bool_)):
+        return int(sampling_rate)
+    if isinstance(sampling_rate, (float, np.floating)) and float(sampling_rate).is_integer():
+        return int(sampling_rate)
+    raise ValueError(f"sampling_rate must be a whole number of Hz, got {sampling_rate!r}")
+
+
 class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
     r"""Log-mel features for [`TinyEdgeTransformerForAudioClassification`] (formula in the module docstring).
 
@@ -119,21 +147,27 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
         return ((np.asarray(log_mel, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
 
     @staticmethod
-    def _as_waveform(waveform) -> np.ndarray:
+    def _as_waveform(waveform, what: str = "audio clip") -> np.ndarray:
+        """One clip as a 1-D float32 array; ``what`` ("clip 3") names it in the errors."""
+        _check_not_a_path(waveform, what)
         if hasattr(waveform, "detach"):  # torch tensor, without importing torch
-            waveform = waveform.detach().cpu().numpy()
+            waveform = _tensor_to_numpy(waveform)
         x = np.asarray(waveform)
-        if x.dtype.kind not in "fiu":
-            raise ValueError(f"audio must be a numeric array, got dtype {x.dtype}")
+        if x.dtype.kind != "f":
+            raise ValueError(f"{what}: expected a floating-point waveform in [-1, 1], got dtype {x.dtype}; convert "
+                             f"integer PCM first (e.g. int16 / 32768)")
         x = x.astype(np.float32)
         if x.ndim == 2 and 1 in x.shape:
             x = x.reshape(-1)
         if x.ndim != 1:
-            raise ValueError(f"each audio clip must be a 1-D mono waveform, got shape {tuple(x.shape)}")
+            raise ValueError(f"each audio clip must be a 1-D mono waveform, got shape {tuple(x.shape)} ({what})")
         if x.shape[0] == 0:
-            raise ValueError("audio clip is empty (0 samples)")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("audio clip contains NaN or infinite samples")
+            raise ValueError(f"{what} is empty (0 samples)")
+        finite = np.isfinite(x)
+        if not finite.all():
+            index = int(np.argmin(finite))
+            raise ValueError(f"{what} has a non-finite sample ({float(x[index])}) at index {index}: the audio "
+                             f"contains NaN or infinite samples")
         return x
 
     def __call__(self, raw_speech, sampling_rate: int | None = None, return_tensors=None,
@@ -145,22 +179,29 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
         """
         if sampling_rate is None:
             raise ValueError(f"pass sampling_rate= (this feature extractor expects {self.sampling_rate} Hz audio)")
-        if int(sampling_rate) != self.sampling_rate:
+        if _check_sampling_rate(sampling_rate) != self.sampling_rate:
             raise ValueError(f"audio sampled at {sampling_rate} Hz, but the feature extractor expects "
                              f"{self.sampling_rate} Hz; resample first")
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
         max_frames = self.max_frames if max_frames is None else int(max_frames)
+        _check_not_a_path(raw_speech)
         if hasattr(raw_speech, "detach"):
-            raw_speech = raw_speech.detach().cpu().numpy()
+            raw_speech = _tensor_to_numpy(raw_speech)
         is_batched = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and (
             hasattr(raw_speech[0], "__len__"))
-        if isinstance(raw_speech, np.ndarray) and raw_speech.ndim == 2 and 1 not in raw_speech.shape[:1]:
+        if isinstance(raw_speech, np.ndarray) and raw_speech.ndim == 2:
+            rows, cols = raw_speech.shape
+            if cols <= MAX_CHANNELS < rows:
+                raise ValueError(f"raw_speech of shape {tuple(raw_speech.shape)} looks like (samples, channels) "
+                                 f"audio; down-mix it to mono first (e.g. audio.mean(axis=1)); a batch is (clips, "
+                                 f"samples) or a list of 1-D clips")
             is_batched = True
         clips = list(raw_speech) if is_batched else [raw_speech]
         if not clips:
             raise ValueError("no audio given (empty batch)")
-        feats = [self.normalize(self.log_mel(c)[:max_frames]) for c in clips]
+        feats = [self.normalize(self.log_mel(self._as_waveform(c, f"clip {i}"))[:max_frames])
+                 for i, c in enumerate(clips)]
         length = max_frames if padding == "max_length" else max(f.shape[0] for f in feats)
         values = np.full((len(feats), length, self.feature_size), self.padding_value, dtype=np.float32)
         mask = np.zeros((len(feats), length), dtype=np.int32)

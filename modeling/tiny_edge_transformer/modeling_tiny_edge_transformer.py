@@ -16,10 +16,7 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 
-try:  # the attention registry (public: transformers.AttentionInterface / modeling_utils.ALL_ATTENTION_FUNCTIONS)
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-except ImportError:  # pragma: no cover - very old or very new transformers
-    ALL_ATTENTION_FUNCTIONS = {}
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # the attention registry (AttentionInterface)
 
 from .configuration_tiny_edge_transformer import TinyEdgeTransformerConfig
 
@@ -50,7 +47,8 @@ class TinyEdgeTransformerEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        tokens = self.projection(input_values)
+        # float32 features from the feature extractor into a bf16 / fp16 model: cast to the parameters' dtype
+        tokens = self.projection(input_values.to(self.projection.weight.dtype))
         if self.use_cls:
             tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         positions = torch.arange(tokens.shape[1], device=tokens.device)
@@ -71,15 +69,19 @@ class TinyEdgeTransformerSelfAttention(nn.Module):
         self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                output_attentions: bool = False, **kwargs):
         shape = (*hidden_states.shape[:-1], -1, self.head_dim)
         query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
         key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
         value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        # read at call time, so model.set_attn_implementation(...) takes effect on a built model
         implementation = self.config._attn_implementation or "eager"
+        if output_attentions:
+            implementation = "eager"  # only the eager kernel returns probabilities
         attention = eager_attention_forward
         if implementation != "eager":
-            attention = ALL_ATTENTION_FUNCTIONS[implementation]
+            attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         output, weights = attention(self, query, key, value, attention_mask,
                                     dropout=self.attention_dropout if self.training else 0.0, scaling=self.scaling,
                                     **kwargs)
@@ -100,8 +102,10 @@ class TinyEdgeTransformerLayer(nn.Module):
         self.output_LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
-        attended, weights = self.attention(hidden_states, attention_mask, **kwargs)
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                output_attentions: bool = False, **kwargs):
+        attended, weights = self.attention(hidden_states, attention_mask, output_attentions=output_attentions,
+                                           **kwargs)
         hidden_states = self.attention_LayerNorm(hidden_states + self.dropout(attended))
         ffn = self.output(self.activation(self.intermediate(hidden_states)))
         hidden_states = self.output_LayerNorm(hidden_states + self.dropout(ffn))
@@ -207,7 +211,8 @@ class TinyEdgeTransformerModel(TinyEdgeTransformerPreTrainedModel):
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         for layer in self.layers:
-            hidden_states, weights = layer(hidden_states, additive_mask, **kwargs)
+            hidden_states, weights = layer(hidden_states, additive_mask, output_attentions=bool(output_attentions),
+                                           **kwargs)
             if output_hidden_states:
                 all_hidden = all_hidden + (hidden_states,)
             if output_attentions:
