@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -13,28 +15,116 @@ import numpy as np
 import torch
 
 
+def check_output_dir(dst: str | os.PathLike, *, overwrite: bool = False, sources=()) -> Path:
+    """Resolve the output folder ``dst`` and check, before any work, that it may be written; returns the resolved
+    path.
+
+    A missing ``dst`` or an empty folder is fine; a non-empty folder is an error unless ``overwrite``; an existing
+    file is always an error (a file is never replaced by a folder), and so is a ``dst`` that would contain one of
+    ``sources`` (replacing it would delete the input). Errors are ``OSError`` subclasses / ``ValueError`` naming
+    ``dst``.
+    """
+    dst = Path(dst).resolve()  # "." or "out/.." get a real name (the temporary folder is named after it)
+    if not dst.name:
+        raise ValueError(f"output folder {dst} is a file-system root; choose a folder inside it")
+    for src in sources:
+        src = Path(src).resolve()
+        if src == dst or dst in src.parents:
+            raise ValueError(f"output folder {dst} contains the source {src}; writing there would delete it, "
+                             f"choose another output folder")
+    ancestor = dst.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"cannot create the output folder {dst}: {ancestor} is a file, not a folder")
+    if dst.exists() or dst.is_symlink():
+        if not dst.is_dir():
+            raise FileExistsError(_is_a_file_message(dst))
+        if not overwrite and any(dst.iterdir()):
+            raise FileExistsError(_not_empty_message(dst))
+    return dst
+
+
+def _not_empty_message(dst: Path) -> str:
+    return f"output folder {dst} exists and is not empty; pass --overwrite to replace it (overwrite=True in Python)"
+
+
+def _is_a_file_message(dst: Path) -> str:
+    return (f"output {dst} is an existing file, not a folder; refusing to replace a file with a folder (remove it or "
+            f"choose another output folder)")
+
+
+def _naming_dst(err: OSError, tmp: Path, dst: Path) -> OSError:
+    """``err`` with the temporary folder's path in its message replaced by ``dst`` (same type and errno)."""
+    text = str(err)
+    if str(tmp) not in text:
+        return err
+    try:
+        new = type(err)(text.replace(str(tmp), str(dst)))
+    except Exception:  # noqa: BLE001 - an OSError subclass with another signature: keep the original
+        return err
+    new.errno = err.errno
+    return new
+
+
+def _mkdir_mode() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_directory(dst: str | os.PathLike, *, overwrite: bool = True):
     """Yield a temporary folder beside ``dst``; on success it is renamed to ``dst``, on error removed.
 
-    A reader never sees a half-written ``dst``: either the old one (if any) or the complete new one.
+    A reader never sees a half-written ``dst``: either the old one (if any) or the complete new one. ``dst`` may be
+    missing or an empty folder; a non-empty folder is replaced only with ``overwrite`` (otherwise ``FileExistsError``)
+    and an existing file is always an error (see :func:`check_output_dir`). Errors name ``dst``, never the temporary
+    folder.
     """
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() and not overwrite:
-        raise FileExistsError(f"output folder already exists: {dst}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    dst = check_output_dir(dst, overwrite=overwrite)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+        # mkdtemp makes 0700; the output gets the mode of the folder it replaces, or what mkdir would give it
+        os.chmod(tmp, stat.S_IMODE(dst.stat().st_mode) if dst.is_dir() else _mkdir_mode())
+    except OSError as err:
+        new = type(err)(f"cannot create the output folder {dst}: {err.strerror or err} (in {dst.parent})")
+        new.errno = err.errno
+        raise new from err
     try:
         yield tmp
-        if dst.exists():
-            old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-            os.replace(dst, old)
-            os.replace(tmp, dst)
+        if overwrite and dst.is_dir() and not dst.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+            try:
+                os.replace(dst, old)  # onto the empty folder just made: a unique name, no leftover can collide
+            except BaseException:
+                os.rmdir(old)
+                raise
+            try:
+                os.replace(tmp, dst)
+            except BaseException:
+                os.replace(old, dst)  # put the old folder back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, dst)
-    except BaseException:
+            if dst.exists() and not dst.is_dir():  # appeared meanwhile
+                raise FileExistsError(_is_a_file_message(dst))
+            try:  # rename(2) replaces a missing or empty folder and refuses a non-empty one
+                os.replace(tmp, dst)
+            except OSError as err:
+                if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise FileExistsError(_not_empty_message(dst)) from err
+                if err.errno == errno.EBUSY:
+                    raise OSError(err.errno, f"cannot replace the output folder {dst}: it is busy (a mount point?); "
+                                             f"choose a folder inside it") from err
+                raise
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            renamed = _naming_dst(err, tmp, dst)
+            if renamed is not err:
+                raise renamed from err
         raise
 
 

@@ -1,6 +1,7 @@
 """BeatsFeatureExtractor: exact Kaldi fbank (vs torchaudio and the original's recorded output), masks, errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -170,3 +171,86 @@ def test_chunked_and_reused_buffers_give_identical_features(monkeypatch):
     assert not errors
     assert all(torch.equal(r, whole_big) for r in results["big"])
     assert all(torch.equal(r, whole_small) for r in results["small"])
+
+
+@pytest.mark.parametrize("make", [lambda a: a, torch.from_numpy], ids=["numpy", "torch"])
+def test_channel_last_audio_is_not_read_as_a_batch_of_tiny_clips(make):
+    """soundfile.read gives (samples, channels): it used to become 16000 clips of 2 samples ("shorter than one 25 ms
+    frame")."""
+    stereo = np.stack([_audio(16000, 1).numpy(), _audio(16000, 2).numpy()], axis=1)  # (16000, 2)
+    fe = BeatsFeatureExtractor()
+    with pytest.raises(ValueError, match=r"raw_speech of shape \(16000, 2\) looks like \(samples, channels\) audio; "
+                                         r"down-mix it to mono first \(e\.g\. audio\.mean\(axis=1\)\)"):
+        fe(make(stereo), sampling_rate=16000)
+    with pytest.raises(ValueError, match=r"shape \(16000, 2\) looks like \(samples, channels\)"):
+        fe(stereo.tolist(), sampling_rate=16000)  # the same as nested lists
+    # the down-mix the message suggests works; a real (clips, samples) batch is still a batch
+    assert fe(make(stereo.mean(axis=1)), sampling_rate=16000)["input_values"].shape == (1, 98, 128)
+    assert fe(make(np.ascontiguousarray(stereo.T)), sampling_rate=16000)["input_values"].shape == (2, 98, 128)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_samples_are_an_error_naming_clip_index_and_value(value):
+    fe = BeatsFeatureExtractor()
+    clip = _audio(8000).numpy()
+    clip[100] = value
+    with pytest.raises(ValueError, match=rf"clip 0 has a non-finite sample \({value}\) at index 100"):
+        fe(clip, sampling_rate=16000)
+    clean = _audio(9000, 1).numpy()
+    with pytest.raises(ValueError, match=rf"clip 1 has a non-finite sample \({value}\) at index 100"):
+        fe([clean, clip], sampling_rate=16000)
+    batch = np.stack([clean[:8000], clean[:8000], clip])
+    batch[2, 3000] = value  # two bad samples in clip 2: the first one is named
+    with pytest.raises(ValueError, match=rf"clip 2 has a non-finite sample \({value}\) at index 100"):
+        fe(batch, sampling_rate=16000)
+
+
+def test_finite_check_ignores_an_overflowing_sum_of_finite_samples():
+    """The happy-path check is one sum; finite values big enough to overflow it must not become an error."""
+    big = np.full((2, 4000), 3e38, dtype=np.float32)
+    out = BeatsFeatureExtractor()(big, sampling_rate=16000, return_tensors="pt")
+    assert out["input_values"].shape == (2, 1 + (4000 - 400) // 160, 128)
+
+
+@pytest.mark.parametrize("length, match", [
+    (0, r"clip 1 is empty \(0 samples\)"),
+    (399, r"clip 1 has 399 samples, shorter than one 25 ms frame \(400 samples at 16000 Hz\)"),
+])
+def test_empty_or_too_short_clip_in_a_list_is_an_error(length, match):
+    """It used to be padded with silence and come out all masked (a classifier then gives logits 0)."""
+    fe = BeatsFeatureExtractor()
+    with pytest.raises(ValueError, match=match):
+        fe([_audio(8000).numpy(), _audio(length).numpy(), _audio(8000).numpy()], sampling_rate=16000)
+    assert fe([_audio(8000).numpy(), _audio(400).numpy()], sampling_rate=16000)["attention_mask"][1].sum() >= 1
+
+
+def test_fully_masked_row_of_a_batch_is_an_error():
+    mask = np.ones((2, 8000), dtype=np.int64)
+    mask[1, 100:] = 0
+    with pytest.raises(ValueError, match=r"clip 1 has 100 unmasked samples in attention_mask, fewer than one 25 ms "
+                                         r"frame"):
+        BeatsFeatureExtractor()(np.zeros((2, 8000), np.float32), sampling_rate=16000, attention_mask=mask)
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("foo.wav", r"raw_speech is a str \('foo\.wav'\)"),
+    (None, r"raw_speech is None"),
+    (b"RIFF", r"raw_speech is a bytes \(b'RIFF'\)"),
+    (__import__("pathlib").Path("foo.wav"), r"raw_speech is a \w*Path \('foo\.wav'\)"),
+    (["a.wav", "b.wav"], r"clip 0 is a str \('a\.wav'\)"),
+])
+def test_a_path_or_none_instead_of_audio_says_to_load_it(raw, shown):
+    with pytest.raises(TypeError, match=shown + r"; load the audio first \(e\.g\. hf_alm\.data\.load_audio\) and "
+                                                r"pass the array"):
+        BeatsFeatureExtractor()(raw, sampling_rate=16000)
+
+
+@pytest.mark.parametrize("bad", ["16k", 16000.5, float("nan"), True, "16000"])
+def test_sampling_rate_must_be_a_whole_number_of_hz(bad):
+    with pytest.raises(ValueError, match=rf"sampling_rate must be a whole number of Hz, got {re.escape(repr(bad))}"):
+        BeatsFeatureExtractor()(_audio(4000).numpy(), sampling_rate=bad)
+
+
+@pytest.mark.parametrize("good", [16000, np.int64(16000), np.int32(16000), 16000.0, np.float32(16000)])
+def test_sampling_rate_accepts_integral_numbers(good):
+    assert BeatsFeatureExtractor()(_audio(4000).numpy(), sampling_rate=good)["input_values"].shape == (1, 23, 128)

@@ -4,6 +4,7 @@ reference code; see ../shared/fixtures/beats_reference/README.md for provenance 
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -243,6 +244,82 @@ def test_converter_rejects_unknown_and_missing_keys(beats_reference_path, tmp_pa
     torch.save(shared, tmp_path / "unshared.pt")
     with pytest.raises(ValueError, match="relative position bias table must be shared"):
         convert(tmp_path / "unshared.pt", tmp_path / "out")
+
+
+
+def test_converter_checks_dst_before_writing(beats_reference_path, tmp_path, monkeypatch, capsys):
+    """A non-empty DST is replaced only with overwrite (it used to be deleted silently); an empty folder, "." and a
+    missing folder are written."""
+    from hf_alm.cli import main
+
+    src = beats_reference_path / "beats_dev_pretrained.pt"
+    dst = tmp_path / "out"
+    dst.mkdir()
+    (dst / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=rf"output folder {re.escape(str(dst))} exists and is not empty; "
+                                              r"pass --overwrite"):
+        convert(src, dst)
+    assert [p.name for p in dst.iterdir()] == ["notes.txt"]
+    assert convert(src, dst, overwrite=True) == dst
+    assert (dst / "config.json").is_file() and not (dst / "notes.txt").exists()
+    assert main(["convert", "beats", str(src), str(dst)]) == 1  # a converted folder is not empty either
+    assert "pass --overwrite to replace it" in capsys.readouterr().err
+    assert main(["convert", "beats", str(src), str(dst), "--overwrite"]) == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert convert(src, empty) == empty and (empty / "model.safetensors").is_file()
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["convert", "beats", str(src), "."]) == 0
+    assert f"-> {here}" in capsys.readouterr().out and (here / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "here", "out"]  # no temporary folder left
+
+
+def test_converter_explains_unreadable_sources(tmp_path):
+    """0-byte file, not a torch file, a pickle of Python objects (never advise weights_only=False), a folder."""
+    import argparse
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'empty.pt'))}: file is empty \(0 bytes\)"):
+        convert(tmp_path / "empty.pt", tmp_path / "out")
+    (tmp_path / "notes.pt").write_text("hello, not a checkpoint")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'notes.pt'))} is not a torch checkpoint"):
+        convert(tmp_path / "notes.pt", tmp_path / "out")
+    torch.save({"cfg": argparse.Namespace(encoder_layers=2), "model": {}}, tmp_path / "pickled.pt")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'pickled.pt'))} is not a BEATs checkpoint: it "
+                                         r"pickles the Python object argparse\.Namespace") as info:
+        convert(tmp_path / "pickled.pt", tmp_path / "out")
+    assert "weights_only=False" not in str(info.value) and "weights_only` set to `False" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # torch's advice is not chained either
+    folder = tmp_path / "release"
+    folder.mkdir()
+    (folder / "BEATs_iter3.pt").write_bytes(b"x")
+    with pytest.raises(IsADirectoryError, match=rf"BEATs checkpoint {re.escape(str(folder))} is a folder; pass the "
+                                                r"\.pt file itself \(it holds BEATs_iter3\.pt\)"):
+        convert(folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_converter_rejects_non_finite_weights_and_incomplete_cfg(beats_reference_path, tmp_path):
+    ckpt = torch.load(beats_reference_path / "beats_dev_finetuned.pt", weights_only=True)
+    bad = {**ckpt, "model": dict(ckpt["model"])}
+    keys = list(bad["model"])
+    first, later = keys[3], keys[-1]
+    bad["model"][later] = bad["model"][later].clone().fill_(float("inf"))
+    bad["model"][first] = bad["model"][first].clone()
+    bad["model"][first].view(-1)[1] = float("nan")
+    torch.save(bad, tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match=rf"checkpoint weight {re.escape(first)} has non-finite values "
+                                         r"\(first: nan\)"):
+        convert(tmp_path / "nan.pt", tmp_path / "out")
+    for key in ("encoder_embed_dim", "predictor_class"):
+        cfg = {k: v for k, v in ckpt["cfg"].items() if k != key}
+        torch.save({**ckpt, "cfg": cfg}, tmp_path / "nocfg.pt")
+        # used to default encoder_embed_dim to 768 and fail later with a list of shape mismatches
+        with pytest.raises(ValueError, match=rf"the checkpoint's cfg lacks the required key\(s\) \['{key}'\]"):
+            convert(tmp_path / "nocfg.pt", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 REMOTE_SCRIPT = textwrap.dedent("""

@@ -142,3 +142,29 @@ def test_convert_help_and_errors(clap_folder, tmp_path, capsys):
     with pytest.raises(ValueError, match="audio_projection.linear1.weight"):
         clap.convert(broken, tmp_path / "dst")
     assert not (tmp_path / "dst").exists()
+
+
+def test_convert_keeps_a_non_empty_dst_unless_overwrite(clap_folder, tmp_path):
+    """--no_overwrite used to be needed to keep DST; now refusing a non-empty DST is the default (no_overwrite still
+    accepted), --overwrite replaces it, an empty DST is written."""
+    import re
+
+    from hf_alm.convert import clap
+
+    folder, *_ = clap_folder
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "notes.txt").write_text("mine")
+    for kwargs in ({}, {"no_overwrite": True}):
+        with pytest.raises(FileExistsError, match=rf"output folder {re.escape(str(dst))} exists and is not empty; "
+                                                  r"pass --overwrite to replace it"):
+            clap.convert(folder, dst, no_verify=True, **kwargs)
+    assert [p.name for p in dst.iterdir()] == ["notes.txt"]
+    assert clap.convert(folder, dst, no_verify=True, overwrite=True) == dst
+    assert (dst / "config.json").is_file() and not (dst / "notes.txt").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    clap.convert(folder, empty, no_verify=True)
+    assert (empty / "config.json").is_file()
+    with pytest.raises(ValueError, match="overwrite and no_overwrite contradict each other"):
+        clap.convert(folder, tmp_path / "x", overwrite=True, no_overwrite=True)

@@ -131,3 +131,88 @@ def test_demo_builds_the_space_and_launches_with_the_flags(monkeypatch, tmp_path
 def test_demo_rejects_bad_flags(capsys):
     assert main(["demo", "--max_seconds", "0"]) == 1
     assert "--max_seconds must be positive, got 0.0" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------------ convert
+CONVERTERS = ["beats", "one_peace", "clap"]
+
+
+def _src(tmp_path, family):
+    """A stand-in SRC: the DST checks run before the source is read, so it need not be a real checkpoint."""
+    if family == "clap":
+        src = tmp_path / "clap_src"
+        src.mkdir()
+    else:
+        src = tmp_path / f"{family}.pt"
+        src.write_bytes(b"not read")
+    return src
+
+
+@pytest.mark.parametrize("family", CONVERTERS)
+def test_convert_refuses_a_non_empty_dst_without_overwrite(family, tmp_path, capsys):
+    """`convert beats SRC EXISTING_NONEMPTY_DIR` used to delete everything in DST."""
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "notes.txt").write_text("mine")
+    assert main(["convert", family, str(_src(tmp_path, family)), str(dst)]) == 1
+    err = capsys.readouterr().err
+    assert f"hf-alm convert: error: output folder {dst} exists and is not empty; pass --overwrite" in err
+    assert [p.name for p in dst.iterdir()] == ["notes.txt"] and (dst / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("family", CONVERTERS)
+def test_convert_into_a_file_or_below_a_file_is_an_error_without_traceback(family, tmp_path, capsys):
+    src = _src(tmp_path, family)
+    (tmp_path / "isfile").write_text("data")
+    for overwrite in ([], ["--overwrite"]):
+        assert main(["convert", family, str(src), str(tmp_path / "isfile"), *overwrite]) == 1
+        assert f"error: output {tmp_path / 'isfile'} is an existing file, not a folder" in capsys.readouterr().err
+    # DST's parent is a file: was a raw FileExistsError traceback
+    assert main(["convert", family, str(src), str(tmp_path / "isfile" / "out")]) == 1
+    assert (f"hf-alm convert: error: cannot create the output folder {tmp_path / 'isfile' / 'out'}: "
+            f"{tmp_path / 'isfile'} is a file, not a folder") in capsys.readouterr().err
+    assert (tmp_path / "isfile").read_text() == "data"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no .isfile.old-<pid> litter
+
+
+def test_convert_dot_is_resolved_before_use(tmp_path, monkeypatch, capsys):
+    """`hf-alm convert beats ok.pt .` said "PosixPath('.') has an empty name"."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "ok.pt").write_bytes(b"x")
+    monkeypatch.chdir(here)
+    assert main(["convert", "beats", "ok.pt", "."]) == 1
+    err = capsys.readouterr().err
+    assert "empty name" not in err
+    assert f"error: output folder {here} contains the source {here / 'ok.pt'}" in err
+    assert main(["convert", "beats", "ok.pt", ".", "--overwrite"]) == 1  # --overwrite must not delete the source
+    assert (here / "ok.pt").read_bytes() == b"x"
+
+
+def test_main_reports_any_oserror_as_an_error_line(tmp_path, monkeypatch, capsys):
+    """PermissionError / disk full used to escape as a traceback (only FileNotFoundError was caught)."""
+    import errno
+
+    from hf_alm.convert import beats
+
+    def full(src, dst, **_):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(beats, "convert", full)
+    assert main(["convert", "beats", str(tmp_path / "a.pt"), str(tmp_path / "out")]) == 1
+    assert f"hf-alm convert: error: [Errno 28] No space left on device: '{tmp_path / 'out'}'" in capsys.readouterr().err
+
+
+def test_convert_help_matches_behaviour():
+    beats = " ".join(_help_text(["convert", "beats"]).split())
+    assert "the original BEATs checkpoint file (.pt)" in beats and "file or folder" not in beats
+    assert "it must be missing or empty unless --overwrite is given" in beats
+    clap = " ".join(_help_text(["convert", "clap"]).split())
+    assert "the transformers ClapModel folder" in clap
+    assert "--overwrite" in clap and "--no_overwrite" in clap and "this is now the default" in clap
+
+
+def test_convert_clap_rejects_overwrite_with_no_overwrite(tmp_path, capsys):
+    assert main(["convert", "clap", str(_src(tmp_path, "clap")), str(tmp_path / "out"), "--overwrite",
+                 "--no_overwrite"]) == 1
+    assert "overwrite and no_overwrite contradict each other" in capsys.readouterr().err

@@ -300,3 +300,42 @@ def test_cli_convert(tmp_path):
     help_out = subprocess.run([sys.executable, "-m", "hf_alm.cli", "convert", "--help"], capture_output=True,
                               text=True)
     assert "one_peace" in help_out.stdout
+
+
+def test_convert_keeps_a_non_empty_dst_unless_overwrite(tmp_path):
+    """A non-empty DST used to be replaced silently (user files lost); an empty one is written."""
+    import re
+
+    from hf_alm.convert.one_peace import convert
+
+    src = tmp_path / "one-peace.pt"
+    torch.save({"cfg": CFG, "model": build_original(decoder=False)}, src)
+    dst = tmp_path / "hf"
+    dst.mkdir()
+    (dst / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=rf"output folder {re.escape(str(dst))} exists and is not empty; pass "
+                                              r"--overwrite to replace it"):
+        convert(src, dst)
+    assert [p.name for p in dst.iterdir()] == ["notes.txt"]
+    convert(src, dst, overwrite=True)
+    assert (dst / "NOTICE").is_file() and not (dst / "notes.txt").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    convert(src, empty)
+    assert (empty / "config.json").is_file()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_load_explains_an_empty_file_and_a_folder(tmp_path):
+    import re
+
+    from hf_alm.convert.one_peace import convert
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'empty.pt'))}: file is empty \(0 bytes\)"):
+        convert(tmp_path / "empty.pt", tmp_path / "out")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError, match=rf"checkpoint {re.escape(str(tmp_path / 'folder'))} is a folder; "
+                                                r"pass the \.pt file itself"):
+        convert(tmp_path / "folder", tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -1,5 +1,11 @@
+import errno
+import os
+import re
+import stat
 import subprocess
 import sys
+
+import pytest
 
 
 def test_import_does_not_pull_gradio():
@@ -36,6 +42,114 @@ def test_atomic_directory_leaves_nothing_on_error(tmp_path):
     with atomic_directory(dst) as tmp:
         (tmp / "full.bin").write_bytes(b"y")
     assert (dst / "full.bin").read_bytes() == b"y"
+
+
+def test_atomic_directory_refuses_a_non_empty_folder_unless_overwrite(tmp_path):
+    """A non-empty DST used to be deleted silently (user notes, checkpoints); now only with overwrite=True."""
+    from hf_alm.utils import atomic_directory
+
+    dst = tmp_path / "out"
+    dst.mkdir()
+    (dst / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=rf"output folder {re.escape(str(dst))} exists and is not empty; pass "
+                                              rf"--overwrite to replace it \(overwrite=True in Python\)"):
+        with atomic_directory(dst, overwrite=False) as tmp:
+            (tmp / "model.bin").write_bytes(b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (dst / "notes.txt").read_text() == "mine"
+    dst.chmod(0o751)
+    with atomic_directory(dst, overwrite=True) as tmp:
+        (tmp / "model.bin").write_bytes(b"new")
+    assert sorted(p.name for p in dst.iterdir()) == ["model.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no .out.old-* / .out.tmp-* left over
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o751  # the replaced folder's mode, not mkdtemp's 0700
+
+
+def test_atomic_directory_writes_into_a_missing_or_empty_folder(tmp_path):
+    from hf_alm.utils import atomic_directory
+
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o755)
+    empty.chmod(0o755)
+    with atomic_directory(empty, overwrite=False) as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert (empty / "a.txt").read_text() == "a" and stat.S_IMODE(empty.stat().st_mode) == 0o755
+    fresh = tmp_path / "deep" / "fresh"
+    with atomic_directory(fresh, overwrite=False) as tmp:
+        (tmp / "b.txt").write_text("b")
+    assert (fresh / "b.txt").read_text() == "b"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o777 & ~umask  # what mkdir gives, not 0700
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep", "empty"]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_atomic_directory_never_turns_a_file_into_a_folder(tmp_path, overwrite):
+    """It used to move the file to .name.old-<pid> (left behind) and put a folder in its place."""
+    from hf_alm.utils import atomic_directory
+
+    dst = tmp_path / "isfile"
+    dst.write_text("data")
+    with pytest.raises(FileExistsError, match=rf"output {re.escape(str(dst))} is an existing file, not a folder"):
+        with atomic_directory(dst, overwrite=overwrite) as tmp:
+            (tmp / "x").write_text("x")
+    assert dst.read_text() == "data" and [p.name for p in tmp_path.iterdir()] == ["isfile"]
+
+
+def test_atomic_directory_errors_name_dst_not_the_temporary_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    from hf_alm.utils import atomic_directory
+
+    (tmp_path / "parent").write_text("a file")
+    dst = tmp_path / "parent" / "out"
+    with pytest.raises(NotADirectoryError, match=rf"cannot create the output folder {re.escape(str(dst))}: "
+                                                 rf"{re.escape(str(tmp_path / 'parent'))} is a file, not a folder"):
+        with atomic_directory(dst):
+            pass
+    # disk full while writing: the message names DST (and the file), not .out.tmp-*
+    dst = tmp_path / "out"
+    with pytest.raises(OSError, match=re.escape(repr(str(dst / "model.bin")))) as info:
+        with atomic_directory(dst) as tmp:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "model.bin"))
+    assert info.value.errno == errno.ENOSPC and ".tmp-" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parent"]
+    # no permission to create the temporary folder: PermissionError naming DST (root ignores chmod, so simulate)
+
+    def denied(prefix="", dir=None, **_):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, prefix + "abc"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    with pytest.raises(PermissionError, match=rf"cannot create the output folder {re.escape(str(dst))}: "
+                                              rf"Permission denied") as info:
+        with atomic_directory(dst):
+            pass
+    assert ".tmp-" not in str(info.value)
+
+
+def test_atomic_directory_resolves_dot_and_refuses_a_root(tmp_path, monkeypatch):
+    """`hf-alm convert beats ok.pt .` used to fail with "PosixPath('.') has an empty name"."""
+    from hf_alm.utils import atomic_directory, check_output_dir
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert check_output_dir(".") == here
+    with atomic_directory(".", overwrite=False) as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert (here / "a.txt").read_text() == "a"
+    with pytest.raises(ValueError, match=r"output folder / is a file-system root"):
+        check_output_dir("/", overwrite=True)
+
+
+def test_check_output_dir_refuses_a_dst_containing_the_source(tmp_path):
+    from hf_alm.utils import check_output_dir
+
+    (tmp_path / "ckpt.pt").write_bytes(b"x")
+    with pytest.raises(ValueError, match=rf"output folder {re.escape(str(tmp_path))} contains the source "
+                                         rf"{re.escape(str(tmp_path / 'ckpt.pt'))}"):
+        check_output_dir(tmp_path, overwrite=True, sources=[tmp_path / "ckpt.pt"])
+    assert check_output_dir(tmp_path / "out", sources=[tmp_path / "ckpt.pt"]) == tmp_path / "out"
 
 
 def test_save_pretrained_into_keeps_other_files_and_cleans_up(tmp_path):

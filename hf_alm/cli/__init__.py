@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
+    except (ValueError, OSError, KeyError, RuntimeError) as err:  # OSError: missing files, permissions, disk full
         print(f"hf-alm {args.command}: error: {err}", file=sys.stderr)
         return 1
 

@@ -5,7 +5,8 @@ The source is the released format ``{'cfg': dict, 'model': state_dict[, 'label_d
 (``cfg['finetuned_model']``) a ``BeatsForAudioClassification`` whose ``id2label`` comes from ``label_dict``, and a
 tokenizer checkpoint (``quantize.*`` keys) a ``BeatsAcousticTokenizer``. The output folder holds ``model.safetensors``,
 ``config.json`` (with ``auto_map``), ``preprocessor_config.json`` and the model's code (Hub remote code), written
-atomically. Unknown or missing weights are an error that lists them.
+atomically; it must be missing or empty unless --overwrite is given. Unknown or missing weights, NaN / Inf weights and
+a cfg without an architecture key (e.g. ``encoder_embed_dim``) are errors that name them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ import torch
 logger = logging.getLogger(__name__)
 
 PROBLEM_TYPES = ("multi_label_classification", "single_label_classification")
+SRC_HELP = "the original BEATs checkpoint file (.pt)"
+
+# cfg keys that fix the architecture or its arithmetic: every released checkpoint carries them, and a missing one
+# must not silently take BeatsConfig's default (a wrong width only shows up later as a list of shape mismatches)
+REQUIRED_CFG_KEYS = ("input_patch_size", "embed_dim", "conv_bias", "encoder_layers", "encoder_embed_dim",
+                     "encoder_ffn_embed_dim", "encoder_attention_heads", "layer_norm_first", "deep_norm", "conv_pos",
+                     "conv_pos_groups", "relative_position_embedding", "num_buckets", "max_distance", "gru_rel_pos")
+REQUIRED_CFG_KEYS_BY_KIND = {"model": (), "classifier": ("predictor_class",), "tokenizer": ("quant_n", "quant_dim")}
 
 _ENCODER_RULES = [
     (r"^encoder\.pos_conv\.0\.weight_g$", "encoder.pos_conv.conv.parametrizations.weight.original0"),
@@ -74,17 +83,50 @@ def map_state_dict(original: dict, kind: str) -> tuple[dict, list[str]]:
 
 def _load_checkpoint(src) -> dict:
     path = Path(src)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.pt"))
+        raise IsADirectoryError(f"BEATs checkpoint {path} is a folder; pass the .pt file itself"
+                                + (f" (it holds {', '.join(found)})" if found else " (it holds no .pt file)"))
     if not path.is_file():
         raise FileNotFoundError(f"BEATs checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: file is empty (0 bytes), not a BEATs checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised with the path
-        raise ValueError(f"could not read {path} as a BEATs checkpoint with torch.load(weights_only=True): {err}") \
-            from err
+    except Exception as err:  # noqa: BLE001 - re-raised with the path, without torch's advice to unpickle unsafely
+        raise ValueError(_describe_load_error(path, err)) from None
     if not isinstance(ckpt, dict) or "cfg" not in ckpt or "model" not in ckpt:
         keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not in the BEATs release format {{'cfg', 'model', ['label_dict']}}; found {keys}")
     return ckpt
+
+
+def _describe_load_error(path: Path, err: Exception) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in words. torch's own message advises re-running with
+    ``weights_only=False``, i.e. executing whatever the file pickles: never relay that for a file of unknown origin."""
+    text = str(err)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return (f"{path} is not a BEATs checkpoint: it pickles the Python object {found.group(1)}, which a safe "
+                f"(weights-only) load refuses; the released checkpoints hold only tensors and plain values")
+    if "weights_only" in text or "Weights only" in text or not text:
+        return f"{path} is not a torch checkpoint (torch.load could not read it: {type(err).__name__})"
+    return f"{path} is not a torch checkpoint (torch.load could not read it: {type(err).__name__}: {text})"
+
+
+def _check_cfg(cfg: dict, kind: str) -> None:
+    missing = [k for k in REQUIRED_CFG_KEYS + REQUIRED_CFG_KEYS_BY_KIND[kind] if k not in cfg]
+    if missing:
+        raise ValueError(f"the checkpoint's cfg lacks the required key(s) {missing} (every released BEATs {kind} "
+                         f"checkpoint carries them); refusing to guess them")
+
+
+def _check_finite(state: dict) -> None:
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = value[~torch.isfinite(value)].flatten()[0].item()
+            raise ValueError(f"checkpoint weight {key} has non-finite values (first: {bad}); the checkpoint is "
+                             f"corrupt or from a diverged run")
 
 
 def build_model(ckpt: dict, *, padding_mode: str = "reference", problem_type: str = "multi_label_classification"):
@@ -94,13 +136,20 @@ def build_model(ckpt: dict, *, padding_mode: str = "reference", problem_type: st
 
     if problem_type not in PROBLEM_TYPES:
         raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}")
-    cfg, state = dict(ckpt["cfg"]), ckpt["model"]
+    cfg, state = ckpt["cfg"], ckpt["model"]
+    if not isinstance(cfg, dict) or not isinstance(state, dict):
+        raise ValueError(f"the checkpoint's cfg and model must be dicts, got {type(cfg).__name__} and "
+                         f"{type(state).__name__}")
+    cfg = dict(cfg)
     is_tokenizer = any(k.startswith("quantize.") or k.startswith("quantize_layer.") for k in state)
+    kind = "tokenizer" if is_tokenizer else "classifier" if cfg.get("finetuned_model") else "model"
+    _check_cfg(cfg, kind)
+    _check_finite(state)
     extra = {"padding_mode": padding_mode}
-    if is_tokenizer:
-        kind, cls = "tokenizer", BeatsAcousticTokenizer
-    elif cfg.get("finetuned_model"):
-        kind, cls = "classifier", BeatsForAudioClassification
+    if kind == "tokenizer":
+        cls = BeatsAcousticTokenizer
+    elif kind == "classifier":
+        cls = BeatsForAudioClassification
         label_dict = ckpt.get("label_dict")
         num_classes = int(cfg.get("predictor_class") or 0)
         if label_dict:
@@ -112,7 +161,7 @@ def build_model(ckpt: dict, *, padding_mode: str = "reference", problem_type: st
             id2label = {i: f"LABEL_{i}" for i in range(num_classes)}
         extra.update(id2label=id2label, label2id={v: k for k, v in id2label.items()}, problem_type=problem_type)
     else:
-        kind, cls = "model", BeatsModel
+        cls = BeatsModel
     config = BeatsConfig.from_original(cfg, **extra)
     mapped, unknown = map_state_dict(state, kind)
     if unknown:
@@ -136,17 +185,20 @@ def build_model(ckpt: dict, *, padding_mode: str = "reference", problem_type: st
 
 
 def convert(src, dst, *, padding_mode: str = "reference", problem_type: str = "multi_label_classification",
-            **_ignored) -> Path:
-    """Convert ``src`` (an original BEATs ``.pt``) into the folder ``dst``; returns ``dst``."""
-    from hf_alm.modeling.beats import BeatsFeatureExtractor
-    from hf_alm.utils import atomic_directory
+            overwrite: bool = False, **_ignored) -> Path:
+    """Convert ``src`` (an original BEATs ``.pt``) into the folder ``dst``; returns ``dst`` (resolved).
 
+    ``dst`` must be missing or an empty folder; a non-empty folder is replaced (atomically) only with ``overwrite``.
+    """
+    from hf_alm.modeling.beats import BeatsFeatureExtractor
+    from hf_alm.utils import atomic_directory, check_output_dir
+
+    dst = check_output_dir(dst, overwrite=overwrite, sources=[src])  # before the work: fail fast
     ckpt = _load_checkpoint(src)
     model, kind = build_model(ckpt, padding_mode=padding_mode, problem_type=problem_type)
     extractor = BeatsFeatureExtractor(feature_size=model.config.num_mel_bins, padding_mode=padding_mode,
                                       fbank_mean=model.config.fbank_mean, fbank_std=model.config.fbank_std)
-    dst = Path(dst)
-    with atomic_directory(dst) as tmp:
+    with atomic_directory(dst, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
         extractor.save_pretrained(tmp)
     logger.info("converted %s (%s, %s) -> %s", src, kind, type(model).__name__, dst)

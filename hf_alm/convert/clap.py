@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 DEFAULT_ATOL = 1e-5
+SRC_HELP = "the transformers ClapModel folder (config.json, weights and, usually, the processor files)"
 
 
 def add_arguments(parser) -> None:
@@ -22,7 +23,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--atol", type=float, default=DEFAULT_ATOL,
                         help=f"largest allowed absolute embedding difference in the check (default {DEFAULT_ATOL})")
     parser.add_argument("--no_overwrite", action="store_true",
-                        help="fail instead of replacing an existing DST folder")
+                        help="fail instead of replacing a non-empty DST folder: this is now the default (use "
+                             "--overwrite to replace); the flag is still accepted for existing scripts")
     parser.add_argument("--audio_time_segments", type=int, default=1,
                         help="order-preserving audio pooling for TeminAL post-training: the clip vector concatenates "
                              "the means of this many time segments; the converted model still gives the checkpoint's "
@@ -74,22 +76,27 @@ def verify(source, converted, *, atol: float = DEFAULT_ATOL, seed: int = 0) -> d
     return diffs
 
 
-def convert(src, dst, *, no_verify: bool = False, atol: float = DEFAULT_ATOL, no_overwrite: bool = False,
-            audio_time_segments: int = 1, **_unused) -> Path:
+def convert(src, dst, *, no_verify: bool = False, atol: float = DEFAULT_ATOL, overwrite: bool = False,
+            no_overwrite: bool = False, audio_time_segments: int = 1, **_unused) -> Path:
     """Convert the ClapModel folder `src` into a CLAP-TeminAL folder `dst` (model + processor); returns `dst`.
 
-    `audio_time_segments` > 1 turns on order-preserving pooling (see `ClapTeminalConfig`) without changing the
-    embeddings, which the check against the source still verifies."""
+    `dst` must be missing or an empty folder; a non-empty folder is replaced only with `overwrite` (`no_overwrite`,
+    the old opt-out, is the default now and is still accepted). `audio_time_segments` > 1 turns on order-preserving
+    pooling (see `ClapTeminalConfig`) without changing the embeddings, which the check against the source still
+    verifies."""
     from transformers import ClapModel
 
     from hf_alm.modeling.clap_teminal import ClapTeminalFeatureExtractor, ClapTeminalModel, ClapTeminalProcessor
-    from hf_alm.utils import atomic_directory
+    from hf_alm.utils import atomic_directory, check_output_dir
 
-    src, dst = Path(src), Path(dst)
+    if overwrite and no_overwrite:
+        raise ValueError("overwrite and no_overwrite contradict each other (--overwrite / --no_overwrite); pass one")
+    src = Path(src)
     if not src.is_dir():
         raise FileNotFoundError(f"source ClapModel folder not found: {src}")
-    if src.resolve() == dst.resolve():
+    if src.resolve() == Path(dst).resolve():
         raise ValueError(f"destination must differ from the source folder: {dst}")
+    dst = check_output_dir(dst, overwrite=overwrite, sources=[src])  # before the (slow) check: fail fast
     model = ClapTeminalModel.from_clap(os.fspath(src), audio_time_segments=audio_time_segments)
     if not no_verify:
         source = ClapModel.from_pretrained(src).eval()
@@ -102,7 +109,7 @@ def convert(src, dst, *, no_verify: bool = False, atol: float = DEFAULT_ATOL, no
     else:
         missing = [name for name, part in (("feature extractor", clap_fe), ("tokenizer", tokenizer)) if part is None]
         warnings.warn(f"{src} has no {' or '.join(missing)}; writing the model without a processor", stacklevel=2)
-    with atomic_directory(dst, overwrite=not no_overwrite) as tmp:
+    with atomic_directory(dst, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
         if processor is not None:
             processor.save_pretrained(tmp)

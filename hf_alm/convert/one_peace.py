@@ -20,6 +20,7 @@ import torch
 
 _ORIG_SPEC = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]"
 TARGETS = ("auto", "model", "projection", "pretraining", "classification")
+SRC_HELP = "the original ONE-PEACE checkpoint file (.pt, fairseq {'cfg', 'model'})"
 
 NOTICE = """This folder contains weights converted from ONE-PEACE (OFA-Sys/ONE-PEACE, https://github.com/OFA-Sys/ONE-PEACE),
 released under the Apache License 2.0 (https://www.apache.org/licenses/LICENSE-2.0). The converted weights keep that
@@ -319,8 +320,12 @@ def convert_state_dict(state: dict, cfg=None, *, target="auto", drop_image=False
 
 def _load(src):
     path = Path(src)
+    if path.is_dir():
+        raise IsADirectoryError(f"ONE-PEACE checkpoint {src} is a folder; pass the .pt file itself")
     if not path.is_file():
         raise FileNotFoundError(f"ONE-PEACE checkpoint not found: {src}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{src}: file is empty (0 bytes), not a ONE-PEACE checkpoint")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # fairseq checkpoints may pickle omegaconf / argparse objects in 'cfg'
@@ -328,7 +333,11 @@ def _load(src):
 
         warnings.warn(f"{src}: not loadable with weights_only=True (it pickles Python objects, e.g. fairseq's cfg); "
                       "loading it with full unpickling - only convert checkpoints you trust", stacklevel=2)
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - not a checkpoint at all
+            raise ValueError(f"{src} is not a torch checkpoint (torch.load could not read it: "
+                             f"{type(err).__name__}: {err})") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{src} is not a fairseq checkpoint: expected a dict with a 'model' entry, got "
                          f"{type(ckpt).__name__} with keys {list(ckpt)[:5] if isinstance(ckpt, dict) else '-'}")
@@ -343,15 +352,18 @@ def _load(src):
     return ckpt["model"], cfg
 
 
-def convert(src, dst, target="auto", drop_image=False, num_attention_heads=None, **kwargs):
-    """Convert ``src`` (fairseq ``{'cfg', 'model'}`` checkpoint) into the hf-alm folder ``dst`` (written atomically)."""
-    from hf_alm.modeling.one_peace import OnePeaceFeatureExtractor, OnePeaceImageProcessor
-    from hf_alm.utils import atomic_directory
+def convert(src, dst, target="auto", drop_image=False, num_attention_heads=None, overwrite: bool = False, **kwargs):
+    """Convert ``src`` (fairseq ``{'cfg', 'model'}`` checkpoint) into the hf-alm folder ``dst`` (written atomically).
 
+    ``dst`` must be missing or an empty folder; a non-empty folder is replaced only with ``overwrite``."""
+    from hf_alm.modeling.one_peace import OnePeaceFeatureExtractor, OnePeaceImageProcessor
+    from hf_alm.utils import atomic_directory, check_output_dir
+
+    dst = check_output_dir(dst, overwrite=overwrite, sources=[src])  # before the work: fail fast
     state, cfg = _load(src)
     model = convert_state_dict(state, cfg, target=target, drop_image=drop_image,
                                num_attention_heads=num_attention_heads)
-    with atomic_directory(dst) as tmp:
+    with atomic_directory(dst, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
         OnePeaceFeatureExtractor(sampling_rate=model.config.audio_config.sampling_rate).save_pretrained(tmp)
         if model.config.use_image_moe:

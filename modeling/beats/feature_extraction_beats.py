@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 
 import numpy as np
@@ -31,6 +32,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 PADDING_MODES = ("reference", "time_aligned")
+MAX_CHANNELS = 8  # a 2-D input (a, b) with b <= MAX_CHANNELS < a is (samples, channels) audio, not a batch
 
 
 def _mel(freq):
@@ -258,14 +260,35 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
 
     # ------------------------------------------------------------------ input handling
     @staticmethod
+    def _check_not_a_path(x, what: str) -> None:
+        """A file name, ``None`` or raw bytes where audio samples belong: say what to do instead."""
+        if x is None or isinstance(x, (str, bytes, os.PathLike)):
+            shown = os.fspath(x) if isinstance(x, os.PathLike) else x
+            kind = "None" if x is None else f"a {type(x).__name__} ({shown!r})"
+            raise TypeError(f"{what} is {kind}; load the audio first (e.g. hf_alm.data.load_audio) and pass the "
+                            f"array")
+
+    @staticmethod
+    def _check_not_channel_last(shape: tuple) -> None:
+        """``(samples, channels)`` audio (what ``soundfile.read`` returns) is not a batch of tiny clips."""
+        if len(shape) == 2 and shape[1] <= MAX_CHANNELS < shape[0]:
+            raise ValueError(f"raw_speech of shape {tuple(shape)} looks like (samples, channels) audio; down-mix it "
+                             f"to mono first (e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D "
+                             f"clips")
+
+    @staticmethod
     def _as_float_tensor(x, what: str) -> torch.Tensor:
+        BeatsFeatureExtractor._check_not_a_path(x, what)
         if isinstance(x, torch.Tensor):
             t = x.detach().cpu()
         else:
             arr = np.asarray(x)
             if arr.dtype == object:
                 raise ValueError(f"{what}: could not turn the input into a numeric array (ragged nesting?)")
-            t = torch.from_numpy(np.ascontiguousarray(arr))
+            arr = np.ascontiguousarray(arr)
+            if not arr.flags.writeable:  # e.g. decoded by the pipeline; torch.from_numpy would warn about it
+                arr = arr.copy()
+            t = torch.from_numpy(arr)
         if not (t.is_floating_point()):
             raise ValueError(f"{what}: expected float audio in [-1, 1], got dtype {t.dtype}; convert integer PCM "
                              f"first (e.g. int16 / 32768)")
@@ -274,10 +297,13 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
     def _batch(self, raw_speech, attention_mask):
         """-> waveforms (B, N) float32, sample padding mask (B, N) bool (True = padding; None when nothing is
         padded), batched flag."""
+        self._check_not_a_path(raw_speech, "raw_speech")
         if isinstance(raw_speech, (list, tuple)) and len(raw_speech) == 0:
             raise ValueError("raw_speech is an empty list; pass at least one clip")
         is_list = isinstance(raw_speech, (list, tuple)) and (
-            isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple)))
+            isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple, str, bytes, os.PathLike))
+            or raw_speech[0] is None)
+        win = self._frame_length_samples()
         if is_list:
             clips = [self._as_float_tensor(c, f"clip {i}") for i, c in enumerate(raw_speech)]
             for i, c in enumerate(clips):
@@ -287,6 +313,13 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                 raise ValueError("attention_mask can only be given with a 2-D batch, not with a list of clips "
                                  "(the list's lengths define the padding)")
             lengths = [c.shape[0] for c in clips]
+            if len(set(lengths)) == 1:  # a nested list of (samples, channels) rows
+                self._check_not_channel_last((len(clips), lengths[0]))
+            for i, length in enumerate(lengths):
+                if length < win:  # padded with silence, it would be all masked and give a constant output
+                    raise ValueError(f"clip {i} is empty (0 samples)" if length == 0 else
+                                     f"clip {i} has {length} samples, shorter than one {self.frame_length_ms:g} ms "
+                                     f"frame ({win} samples at {self.sampling_rate} Hz)")
             n = max(lengths)
             if min(lengths) == n:  # nothing to pad
                 return torch.stack(clips), None, True
@@ -296,6 +329,7 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
             padding = torch.arange(n).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)
             return waves, padding, True
         waves = self._as_float_tensor(raw_speech, "raw_speech")
+        self._check_not_channel_last(tuple(waves.shape))
         batched = waves.dim() == 2
         if waves.dim() == 1:
             waves = waves.unsqueeze(0)
@@ -313,7 +347,41 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                 raise ValueError(f"attention_mask shape {tuple(mask.shape)} does not match the audio shape "
                                  f"{tuple(waves.shape)}")
             padding = ~mask.bool()
+            real = (~padding).sum(dim=1)
+            short = (real < win).nonzero()
+            if len(short):  # an all-masked row gives a constant output, as an empty clip of a list would
+                i = int(short[0])
+                raise ValueError(f"clip {i} has {int(real[i])} unmasked samples in attention_mask, fewer than one "
+                                 f"{self.frame_length_ms:g} ms frame ({win} samples at {self.sampling_rate} Hz)")
         return waves.contiguous(), padding, batched
+
+    def _frame_length_samples(self) -> int:
+        return int(self.sampling_rate * self.frame_length_ms * 0.001)
+
+    @staticmethod
+    def _check_finite(waves: torch.Tensor) -> None:
+        """NaN / Inf samples: an error naming the clip, the sample and its value.
+
+        One reduction on the happy path: samples are in [-1, 1], so the sum of a finite batch cannot overflow (if
+        huge finite values ever make it overflow, the search below finds nothing and the call goes on)."""
+        if bool(torch.isfinite(waves.sum())):
+            return
+        bad = (~torch.isfinite(waves)).nonzero()
+        if len(bad):
+            clip, sample = (int(v) for v in bad[0])  # nonzero() is row-major: the first bad sample of the first clip
+            raise ValueError(f"clip {clip} has a non-finite sample ({float(waves[clip, sample])}) at index {sample}")
+
+    @staticmethod
+    def _check_sampling_rate(sampling_rate) -> int:
+        """``sampling_rate`` as an int: an int, a numpy integer or a float with an integral value."""
+        value = sampling_rate
+        if isinstance(value, (np.integer, np.floating)):
+            value = value.item()
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"sampling_rate must be a whole number of Hz, got {sampling_rate!r}")
+        return value
 
     # ------------------------------------------------------------------ main entry
     def __call__(self, raw_speech, sampling_rate: int | None = None, attention_mask=None,
@@ -336,7 +404,7 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
         if sampling_rate is None:
             logger.warning_once(f"BeatsFeatureExtractor was called without `sampling_rate`; assuming "
                                 f"{self.sampling_rate} Hz. Pass `sampling_rate` to catch silent errors.")
-        elif int(sampling_rate) != self.sampling_rate:
+        elif self._check_sampling_rate(sampling_rate) != self.sampling_rate:
             raise ValueError(f"BEATs expects audio sampled at {self.sampling_rate} Hz, got sampling_rate="
                              f"{sampling_rate}; resample it first (e.g. hf_alm.data.audio.resample)")
         padding = kwargs.pop("padding", True)
@@ -365,6 +433,7 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                 waves = torch.nn.functional.pad(waves, (0, extra), value=float(self.padding_value))
                 sample_padding = torch.nn.functional.pad(sample_padding, (0, extra), value=True)
             waves = waves.contiguous()
+        self._check_finite(waves)
         features = self.extract(waves)
         num_frames = features.shape[1]
         if sample_padding is None or not bool(sample_padding.any()):
