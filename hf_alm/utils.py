@@ -73,6 +73,15 @@ def _mkdir_mode() -> int:
     return 0o777 & ~mask
 
 
+def _open_file_modes(folder: Path) -> None:
+    """Give every file under ``folder`` the mode a plain ``open()`` would (umask applied): transformers writes the
+    weights through a private temporary file (0600), which would leave a published model unreadable to others."""
+    mode = _mkdir_mode() & 0o666
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) != mode:
+            os.chmod(path, mode)
+
+
 @contextlib.contextmanager
 def atomic_directory(dst: str | os.PathLike, *, overwrite: bool = True):
     """Yield a temporary folder beside ``dst``; on success it is renamed to ``dst``, on error removed.
@@ -94,6 +103,7 @@ def atomic_directory(dst: str | os.PathLike, *, overwrite: bool = True):
         raise new from err
     try:
         yield tmp
+        _open_file_modes(tmp)
         if overwrite and dst.is_dir() and not dst.is_symlink():
             old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
             try:
@@ -136,6 +146,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, _mkdir_mode() & 0o666)  # mkstemp makes 0600; give what a plain open() would
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -170,6 +181,7 @@ def save_pretrained_into(output_dir: str | os.PathLike, *objects) -> None:
     try:
         for obj in objects:
             obj.save_pretrained(tmp)
+        _open_file_modes(tmp)
         for f in sorted(tmp.iterdir()):
             dst = output_dir / f.name
             if f.is_dir() and dst.exists():

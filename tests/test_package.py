@@ -226,3 +226,30 @@ def test_every_recipe_path_named_in_docs_and_help_exists():
     assert named, "no recipe paths found: the scan itself is broken"
     missing = {name: sorted(where) for name, where in named.items() if not (root / "recipes" / f"{name}.py").exists()}
     assert not missing, f"dead recipe paths: {missing}"
+
+
+def test_written_files_get_the_modes_open_would_give(tmp_path):
+    """transformers writes model.safetensors through a private temporary file (0600); our atomic writers give every
+    file the umask's normal mode, so a published or exported model is readable by others (it was 0600)."""
+    import os
+    import stat
+
+    from hf_alm.modeling.tiny_edge_transformer import TinyEdgeTransformerConfig, TinyEdgeTransformerModel
+    from hf_alm.utils import atomic_directory, atomic_write_text, save_pretrained_into
+
+    umask = os.umask(0o022)
+    try:
+        expected = 0o666 & ~0o022
+        model = TinyEdgeTransformerModel(TinyEdgeTransformerConfig.from_preset("tiny"))
+        save_pretrained_into(tmp_path / "run", model)
+        with atomic_directory(tmp_path / "converted") as tmp:
+            model.save_pretrained(tmp)
+            (tmp / "private.txt").write_text("x")
+            os.chmod(tmp / "private.txt", 0o600)
+        atomic_write_text(tmp_path / "eval_results.json", "{}")
+        files = [tmp_path / "run" / "model.safetensors", tmp_path / "converted" / "model.safetensors",
+                 tmp_path / "converted" / "private.txt", tmp_path / "eval_results.json"]
+        modes = {str(f.relative_to(tmp_path)): oct(stat.S_IMODE(f.stat().st_mode)) for f in files}
+        assert modes == {name: oct(expected) for name in modes} and len(modes) == 4
+    finally:
+        os.umask(umask)
