@@ -185,3 +185,68 @@ def test_banded_blocks_cover_every_nonzero_filter_weight(truncation):
     x = torch.rand(7, filters.shape[0], dtype=filters.dtype)
     pieces = torch.cat([x[:, lo:hi] @ w for lo, hi, _, _, w in blocks], dim=1)
     torch.testing.assert_close(pieces, x @ filters)
+
+
+CHANNEL_LAST = (r"raw_speech of shape \(24000, 2\) looks like \(samples, channels\) audio; down-mix it to mono first "
+                r"\(e\.g\. audio\.mean\(axis=1\)\); a batch is \(clips, samples\) or a list of 1-D clips")
+
+
+def test_channel_last_audio_is_rejected_not_read_as_tiny_clips():
+    """(samples, channels) audio from soundfile.read would otherwise be 24000 clips of 2 samples."""
+    fe = ClapTeminalFeatureExtractor.from_preset("tiny")
+    stereo = (0.1 * np.random.default_rng(0).standard_normal((SR // 2, 2))).astype(np.float32)
+    for value in (stereo, torch.from_numpy(stereo), stereo.tolist()):
+        with pytest.raises(ValueError, match=CHANNEL_LAST):
+            fe(value, sampling_rate=SR)
+    # a (clips, samples) batch and the down-mixed clip still work
+    assert fe(stereo.T.copy(), sampling_rate=SR)["input_features"].shape == (2, 1, fe.num_frames, 16)
+    assert fe(stereo.mean(axis=1), sampling_rate=SR)["input_features"].shape == (1, 1, fe.num_frames, 16)
+
+
+def test_integer_and_bool_samples_are_rejected():
+    """int16 PCM used unscaled gives features ~90 dB too loud: name the dtype and the conversion instead."""
+    fe = ClapTeminalFeatureExtractor.from_preset("tiny")
+    clip = (0.1 * np.random.default_rng(0).standard_normal(SR // 2)).astype(np.float32)
+    pcm = np.round(clip * 32767).astype(np.int16)
+    hint = r"; convert integer PCM first \(e\.g\. int16 / 32768\)"
+    with pytest.raises(ValueError, match=r"clip 0: expected float audio in \[-1, 1\], got dtype int16" + hint):
+        fe(pcm, sampling_rate=SR)
+    with pytest.raises(ValueError, match=r"clip 1: expected float audio in \[-1, 1\], got dtype torch\.int32" + hint):
+        fe([torch.from_numpy(clip), torch.from_numpy(pcm.astype(np.int32))], sampling_rate=SR)
+    with pytest.raises(ValueError, match=r"clip 0: expected float audio .* got dtype bool" + hint):
+        fe(clip > 0, sampling_rate=SR)
+    with pytest.raises(ValueError, match=r"clip 0: expected float audio .* got dtype int64" + hint):
+        fe(pcm.tolist(), sampling_rate=SR)  # a Python list of ints
+    # the suggested conversion gives the features of the float clip
+    scaled = fe(pcm / 32768, sampling_rate=SR, return_tensors="pt")["input_features"]
+    expected = fe(clip, sampling_rate=SR, return_tensors="pt")["input_features"]
+    assert (scaled - expected).abs().max() < 0.5 and expected.max() < 0
+
+
+def test_non_finite_samples_are_rejected_with_clip_index_and_value():
+    fe = ClapTeminalFeatureExtractor.from_preset("tiny")
+    clip = (0.1 * np.random.default_rng(0).standard_normal(SR // 2)).astype(np.float32)
+    bad = clip.copy()
+    bad[100] = np.nan
+    bad[300] = np.inf
+    with pytest.raises(ValueError, match=r"^clip 0 has a non-finite sample \(nan\) at index 100$"):
+        fe(bad, sampling_rate=SR)
+    with pytest.raises(ValueError, match=r"^clip 1 has a non-finite sample \(-inf\) at index 7$"):
+        fe(torch.stack([torch.from_numpy(clip), torch.from_numpy(np.where(np.arange(clip.size) == 7, -np.inf, clip))]),
+           sampling_rate=SR)
+    # finite float64 samples so large that their sum overflows are no error (the check only locates on failure)
+    assert fe(np.full(SR // 2, 1e305), sampling_rate=SR)["input_features"].shape == (1, 1, fe.num_frames, 16)
+
+
+def test_sampling_rate_must_be_a_whole_number_of_hz():
+    fe = ClapTeminalFeatureExtractor.from_preset("tiny")
+    clip = (0.1 * np.random.default_rng(0).standard_normal(SR // 2)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"^sampling_rate must be a whole number of Hz, got '16k'$"):
+        fe(clip, sampling_rate="16k")
+    with pytest.raises(ValueError, match=r"^sampling_rate must be a whole number of Hz, got 48000\.5$"):
+        fe(clip, sampling_rate=48000.5)
+    with pytest.raises(ValueError, match=r"48000 Hz, got sampling_rate=16000\.0"):
+        fe(clip, sampling_rate=16000.0)
+    expected = fe(clip, sampling_rate=SR)["input_features"]
+    for rate in (48000.0, np.int64(48000), np.float32(48000)):
+        assert np.array_equal(fe(clip, sampling_rate=rate)["input_features"], expected)

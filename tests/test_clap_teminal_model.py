@@ -303,3 +303,211 @@ def test_forward_signature_order_is_the_documented_one():
     assert audio == ["input_features", "attention_mask", "is_longer"]
     text = list(inspect.signature(ClapTeminalModel.get_text_features).parameters)[1:3]
     assert text == ["input_ids", "attention_mask"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# transformers integration: attention implementation, embeddings, output flags, dtypes, kwargs, checkpointing
+
+PRESETS = ["tiny", "tiny-beats"]
+
+
+def _preset_inputs(config, batch=2, seed=0):
+    """Captions (the first one padded) and audio inputs for `model(**...)`: HTSAT log-mels, or BEATs fbank features
+    with an audio mask (the second clip padded)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, config.text_config.vocab_size, (batch, 7), generator=g)
+    ids[:, 0], ids[:, -1] = 0, 2
+    mask = torch.ones_like(ids)
+    ids[0, -2:] = 1
+    mask[0, -2:] = 0
+    if config.audio_tower == "htsat":
+        feats = torch.randn(batch, 1, 51, config.audio_config.num_mel_bins, generator=g) * 10 - 40
+        return {"input_ids": ids, "attention_mask": mask, "input_features": feats}
+    feats = torch.randn(batch, 96, 128, generator=g)
+    audio_mask = torch.ones(batch, 96, dtype=torch.long)
+    audio_mask[1, 64:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "input_features": feats, "audio_attention_mask": audio_mask}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_sdpa_is_the_default_and_matches_eager(preset, tmp_path):
+    from transformers import AutoModel
+
+    import hf_alm  # noqa: F401  (registers the Auto classes)
+
+    torch.manual_seed(0)
+    model = ClapTeminalModel(ClapTeminalConfig.from_preset(preset)).eval()
+    # sdpa where transformers makes it the default: the model and every tower that supports it; HTSAT's window
+    # attention has one (eager) implementation, which its config names
+    audio_default = "eager" if preset == "tiny" else "sdpa"
+    assert model.config._attn_implementation == "sdpa"
+    assert model.text_model.config._attn_implementation == "sdpa"
+    assert model.audio_model.config._attn_implementation == audio_default
+    model.save_pretrained(tmp_path)
+    loaded = {impl: AutoModel.from_pretrained(tmp_path, attn_implementation=impl).eval() for impl in ("eager", "sdpa")}
+    assert loaded["eager"].text_model.config._attn_implementation == "eager"
+    assert loaded["eager"].audio_model.config._attn_implementation == "eager"
+    assert loaded["sdpa"].text_model.config._attn_implementation == "sdpa"
+    assert loaded["sdpa"].audio_model.config._attn_implementation == audio_default
+    eager_config = ClapTeminalConfig.from_preset(preset, attn_implementation="eager")
+    assert ClapTeminalModel(eager_config).text_model.config._attn_implementation == "eager"
+    built = AutoModel.from_config(ClapTeminalConfig.from_preset(preset), attn_implementation="sdpa")
+    assert built.text_model.config._attn_implementation == "sdpa"
+    padded = _preset_inputs(model.config)
+    # no padding at all: SDPA then gets no mask, and must still attend both ways (not causally)
+    unpadded = {k: v for k, v in _preset_inputs(model.config, seed=1).items() if k != "audio_attention_mask"}
+    unpadded["input_ids"][:, -2:] = 7
+    unpadded["attention_mask"] = torch.ones_like(unpadded["input_ids"])
+    for inputs in (padded, unpadded):
+        with torch.no_grad():
+            out = {impl: m(**inputs) for impl, m in loaded.items()}
+        torch.testing.assert_close(out["sdpa"].text_embeds, out["eager"].text_embeds, atol=1e-5, rtol=0)
+        torch.testing.assert_close(out["sdpa"].audio_embeds, out["eager"].audio_embeds, atol=1e-5, rtol=0)
+    # switching a built model with transformers' public API reaches the towers too
+    model.set_attn_implementation("eager")
+    assert model.text_model.config._attn_implementation == "eager"
+    model.set_attn_implementation("sdpa")
+    assert model.text_model.config._attn_implementation == "sdpa"
+    assert model.audio_model.config._attn_implementation == audio_default
+
+
+def test_resize_token_embeddings_updates_the_text_tower_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = ClapTeminalModel(ClapTeminalConfig.from_preset("tiny")).eval()
+    n = model.config.text_config.vocab_size
+    assert model.get_input_embeddings() is model.text_model.embeddings.word_embeddings
+    old = model.get_input_embeddings().weight.detach().clone()
+    resized = model.resize_token_embeddings(n + 8)
+    assert resized.weight.shape == (n + 8, model.config.text_config.hidden_size)
+    assert model.get_input_embeddings() is resized is model.text_model.embeddings.word_embeddings
+    assert model.config.text_config.vocab_size == n + 8
+    torch.testing.assert_close(resized.weight[:n], old)
+    ids = torch.tensor([[0, n, n + 7, 2]])  # two of the new tokens
+    with torch.no_grad():
+        before = model.get_text_features(input_ids=ids).pooler_output
+    model.save_pretrained(tmp_path)
+    again = ClapTeminalModel.from_pretrained(tmp_path).eval()
+    assert again.config.text_config.vocab_size == n + 8
+    assert again.get_input_embeddings().weight.shape[0] == n + 8
+    with torch.no_grad():
+        after = again.get_text_features(input_ids=ids).pooler_output
+    torch.testing.assert_close(after, before)
+    # set_input_embeddings replaces the text tower's table
+    table = torch.nn.Embedding(n + 8, model.config.text_config.hidden_size, padding_idx=1)
+    model.set_input_embeddings(table)
+    assert model.text_model.embeddings.word_embeddings is table
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_config_return_dict_false_gives_tuples_at_the_top_only(preset):
+    torch.manual_seed(0)
+    model = ClapTeminalModel(ClapTeminalConfig.from_preset(preset, return_dict=False)).eval()
+    # even towers whose own configs say return_dict=False are asked for dict outputs inside
+    model.text_model.config.return_dict = False
+    model.audio_model.config.return_dict = False
+    inputs = _preset_inputs(model.config)
+    with torch.no_grad():
+        as_tuple = model(**inputs, return_loss=True)
+        as_dict = model(**inputs, return_loss=True, return_dict=True)
+        audio = model.get_audio_features(input_features=inputs["input_features"],
+                                         attention_mask=inputs.get("audio_attention_mask"))
+        text = model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    assert isinstance(as_tuple, tuple) and isinstance(as_dict, ClapTeminalOutput)
+    loss, logits_per_audio, logits_per_text, text_embeds, audio_embeds, text_out, audio_out = as_tuple
+    torch.testing.assert_close(loss, as_dict.loss)
+    torch.testing.assert_close(logits_per_audio, as_dict.logits_per_audio)
+    torch.testing.assert_close(audio_embeds, as_dict.audio_embeds)
+    assert isinstance(text_out, tuple) and isinstance(audio_out, tuple)  # nested outputs as tuples, like ClapModel
+    assert isinstance(audio, tuple) and isinstance(text, tuple)
+    torch.testing.assert_close(audio[1], as_dict.audio_embeds)  # (last_hidden_state, pooler_output)
+    torch.testing.assert_close(text[1], as_dict.text_embeds)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_config_output_hidden_states_is_the_default(preset):
+    torch.manual_seed(0)
+    model = ClapTeminalModel(ClapTeminalConfig.from_preset(preset, output_hidden_states=True)).eval()
+    inputs = _preset_inputs(model.config)
+    with torch.no_grad():
+        out = model(**inputs)
+        off = model(**inputs, output_hidden_states=False)
+        audio = model.get_audio_features(input_features=inputs["input_features"])
+        text = model.get_text_features(input_ids=inputs["input_ids"])
+    layers = model.config.text_config.num_hidden_layers
+    assert len(out.text_model_output.hidden_states) == layers + 1 and len(text.hidden_states) == layers + 1
+    assert out.audio_model_output.hidden_states and audio.hidden_states
+    assert off.text_model_output.hidden_states is None and not off.audio_model_output.hidden_states
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_bf16_model_takes_fp32_features(preset):
+    torch.manual_seed(0)
+    model = ClapTeminalModel(ClapTeminalConfig.from_preset(preset)).eval()
+    inputs = _preset_inputs(model.config)
+    assert inputs["input_features"].dtype == torch.float32  # what the processors return
+    with torch.no_grad():
+        ref = model(**inputs)
+        model.to(torch.bfloat16)
+        out = model(**inputs)
+        audio = model.get_audio_features(input_features=inputs["input_features"])
+    assert out.audio_embeds.dtype == torch.bfloat16 and audio.pooler_output.dtype == torch.bfloat16
+    cos = F.cosine_similarity(out.audio_embeds.float(), ref.audio_embeds, dim=-1)
+    assert bool((cos > 0.99).all()), cos
+    assert bool(torch.isfinite(out.logits_per_audio.float()).all())
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_unknown_keyword_arguments_are_rejected_by_name(preset):
+    torch.manual_seed(0)
+    model = ClapTeminalModel(ClapTeminalConfig.from_preset(preset)).eval()
+    inputs = _preset_inputs(model.config)
+    with pytest.raises(TypeError, match=r"ClapTeminalModel\.forward\(\) got unexpected keyword argument\(s\) "
+                                        r"'labels'; the contrastive loss needs return_loss=True"):
+        model(**inputs, labels=torch.zeros(2))
+    with pytest.raises(TypeError, match=r"forward\(\) got unexpected keyword argument\(s\) 'retun_loss', 'x'$"):
+        model(**inputs, retun_loss=True, x=1)
+    with pytest.raises(TypeError, match=r"get_audio_features\(\) got unexpected keyword argument\(s\) 'input_ids'"):
+        model.get_audio_features(input_features=inputs["input_features"], input_ids=inputs["input_ids"])
+    with pytest.raises(TypeError, match=r"get_text_features\(\) got unexpected keyword argument\(s\) 'sampling_rate'"):
+        model.get_text_features(input_ids=inputs["input_ids"], sampling_rate=48000)
+    # what tokenizers, the feature extractors and transformers itself pass keeps working
+    with torch.no_grad():
+        ref = model(**inputs)
+        out = model(**inputs, token_type_ids=torch.zeros_like(inputs["input_ids"]),
+                    num_items_in_batch=torch.tensor(2), output_attentions=False, return_dict=True)
+    torch.testing.assert_close(out.logits_per_audio, ref.logits_per_audio)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_gradient_checkpointing_gives_the_same_gradients(preset):
+    import copy
+
+    torch.manual_seed(0)
+    plain = ClapTeminalModel(ClapTeminalConfig.from_preset(preset)).train()  # the tiny presets have no dropout
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.gradient_checkpointing_enable()
+    assert checkpointed.is_gradient_checkpointing
+    calls = {"text": 0, "audio": 0}
+    for tower in ("text", "audio"):
+        layers = [m for m in getattr(checkpointed, f"{tower}_model").modules()
+                  if getattr(m, "gradient_checkpointing", False) and hasattr(m, "_gradient_checkpointing_func")]
+        assert layers, tower
+        for layer in layers:
+            def counting(*args, _inner=layer._gradient_checkpointing_func, _tower=tower, **kwargs):
+                calls[_tower] += 1
+                return _inner(*args, **kwargs)
+
+            layer._gradient_checkpointing_func = counting
+    inputs = _preset_inputs(plain.config)
+    for model in (plain, checkpointed):
+        model(**inputs, return_loss=True).loss.backward()
+    assert calls["text"] > 0 and calls["audio"] > 0, calls  # the layers of both towers were checkpointed
+    grads = dict(checkpointed.named_parameters())
+    compared = 0
+    for name, param in plain.named_parameters():
+        if param.grad is None:
+            assert grads[name].grad is None, name
+            continue
+        torch.testing.assert_close(grads[name].grad, param.grad, atol=1e-5, rtol=0, msg=name)
+        compared += 1
+    assert compared > 20

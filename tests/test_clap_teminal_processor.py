@@ -126,3 +126,21 @@ def test_zero_shot_pipeline_runs_unchanged(tokenizer, tmp_path):
     expected = {label: p for label, p in zip(labels, probs.tolist())}
     for r in result:
         assert abs(r["score"] - expected[r["label"]]) < 1e-5
+
+
+def test_processor_rejects_bad_audio_with_the_feature_extractor_errors(tokenizer):
+    """Stereo (samples, channels) audio, int16 PCM, NaN samples and a malformed sampling_rate are errors naming the
+    problem, with or without text."""
+    processor = ClapTeminalProcessor.from_preset("tiny", tokenizer)
+    clip = (0.1 * np.random.default_rng(0).standard_normal(SR // 2)).astype(np.float32)
+    nan_clip = clip.copy()
+    nan_clip[100] = np.nan
+    for text in (None, ["a dog barks"]):
+        with pytest.raises(ValueError, match=r"raw_speech of shape \(24000, 2\) looks like \(samples, channels\)"):
+            processor(text=text, audio=np.stack([clip, clip], axis=1), sampling_rate=SR)
+        with pytest.raises(ValueError, match=r"got dtype int16; convert integer PCM first \(e\.g\. int16 / 32768\)"):
+            processor(text=text, audio=np.round(clip * 32767).astype(np.int16), sampling_rate=SR)
+        with pytest.raises(ValueError, match=r"clip 0 has a non-finite sample \(nan\) at index 100"):
+            processor(text=text, audio=[nan_clip], sampling_rate=SR)
+        with pytest.raises(ValueError, match=r"sampling_rate must be a whole number of Hz, got '48k'"):
+            processor(text=text, audio=clip, sampling_rate="48k")

@@ -12,6 +12,7 @@ torch's global random state, so the same clip gives the same features in any bat
 """
 
 import contextlib
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,9 +31,52 @@ PADDINGS = ("repeatpad", "repeat", "pad")
 CROP_POSITIONS = ("center", "start", "end")
 COMPUTE_DTYPES = ("float32", "float64")
 BLOCK_FRAMES = 128  # STFT frames processed at once (cache-sized: 128 x 1024 float64 = 1 MiB)
+MAX_CHANNELS = 8  # a 2-D input (a, b) with b <= MAX_CHANNELS < a is (samples, channels) audio, not a batch
 
 _THREADS_LOCK = threading.Lock()
 _THREADS_STATE = {"active": 0, "saved": 1}
+
+
+def _check_not_channel_last(shape: tuple) -> None:
+    """``(samples, channels)`` audio (what ``soundfile.read`` returns) is not a batch of tiny clips."""
+    if len(shape) == 2 and shape[1] <= MAX_CHANNELS < shape[0]:
+        raise ValueError(
+            f"raw_speech of shape {tuple(shape)} looks like (samples, channels) audio; down-mix it to mono first (e.g. "
+            "audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips"
+        )
+
+
+def _not_float(index: int, dtype) -> ValueError:
+    """The error for integer / bool samples: int16 PCM used as it is would give features ~90 dB too loud."""
+    return ValueError(
+        f"clip {index}: expected float audio in [-1, 1], got dtype {dtype}; convert integer PCM first "
+        "(e.g. int16 / 32768)"
+    )
+
+
+def _check_finite(clip: torch.Tensor, index: int) -> None:
+    """NaN / Inf samples: an error naming the clip, the first bad sample and its value.
+
+    One reduction on the happy path (summed in float64, so a finite float32 clip cannot overflow); if huge finite
+    float64 values ever make it overflow, the search below finds nothing and the call goes on."""
+    if bool(torch.isfinite(clip.sum(dtype=torch.float64))):
+        return
+    bad = (~torch.isfinite(clip)).nonzero()
+    if len(bad):
+        sample = int(bad[0])
+        raise ValueError(f"clip {index} has a non-finite sample ({float(clip[sample])}) at index {sample}")
+
+
+def _check_sampling_rate(sampling_rate) -> int:
+    """``sampling_rate`` as an int: an int, a numpy integer or a float with an integral value."""
+    value = sampling_rate
+    if isinstance(value, (np.integer, np.floating)):
+        value = value.item()
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"sampling_rate must be a whole number of Hz, got {sampling_rate!r}")
+    return value
 
 
 @contextlib.contextmanager
@@ -336,7 +380,8 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
             out[i].mul_(10.0)  # dB, once per clip
 
     def _as_clips(self, raw_speech) -> list:
-        """Normalise the accepted input types to a list of 1-D float tensors."""
+        """Normalise the accepted input types to a list of 1-D float tensors, rejecting what would give silently wrong
+        features: (samples, channels) audio, integer / bool samples (unscaled PCM) and NaN / Inf samples."""
         if isinstance(raw_speech, torch.Tensor):
             raw_speech = raw_speech.detach().cpu()
             if raw_speech.dim() > 2:
@@ -344,18 +389,24 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                     "audio must be mono: a 1-D clip or a 2-D (batch, samples) array, got shape "
                     f"{tuple(raw_speech.shape)}"
                 )
+            _check_not_channel_last(tuple(raw_speech.shape))
             clips = [raw_speech] if raw_speech.dim() == 1 else list(raw_speech)
         elif isinstance(raw_speech, np.ndarray):
             if raw_speech.ndim > 2:
                 raise ValueError(
                     f"audio must be mono: a 1-D clip or a 2-D (batch, samples) array, got shape {raw_speech.shape}"
                 )
+            _check_not_channel_last(raw_speech.shape)
             clips = [raw_speech] if raw_speech.ndim == 1 else list(raw_speech)
         elif isinstance(raw_speech, (list, tuple)):
             if len(raw_speech) == 0:
                 raise ValueError("got an empty list of audio clips")
             if isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple)):
                 clips = list(raw_speech)
+                lengths = {c.shape[0] if getattr(c, "ndim", 1) == 1 else None for c in clips if hasattr(c, "shape")}
+                lengths |= {len(c) for c in clips if isinstance(c, (list, tuple))}
+                if len(lengths) == 1 and None not in lengths:  # a nested list of (samples, channels) rows (.tolist())
+                    _check_not_channel_last((len(clips), lengths.pop()))
             else:
                 clips = [raw_speech]
         else:
@@ -364,10 +415,14 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         for i, clip in enumerate(clips):
             if isinstance(clip, torch.Tensor):
                 tensor = clip
+                if not torch.is_floating_point(tensor):
+                    raise _not_float(i, tensor.dtype)
             else:
                 # float32 / float64 arrays are used as they are (no copy); `log_mel` casts each clip to the compute
                 # dtype in its padding copy, which is exact for the float32 -> float64 the reference does
                 array = np.asarray(clip)
+                if array.dtype.kind != "f":  # a list of Python ints too
+                    raise _not_float(i, array.dtype)
                 if array.dtype not in (np.float32, np.float64):
                     array = array.astype(np.float64)
                 tensor = torch.from_numpy(np.ascontiguousarray(array))
@@ -375,10 +430,9 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                 raise ValueError(f"clip {i} must be mono (1-D), got shape {tuple(tensor.shape)}")
             if tensor.numel() == 0:
                 raise ValueError(f"clip {i} is empty (0 samples)")
-            if not torch.is_floating_point(tensor):
-                tensor = tensor.double()
-            elif tensor.dtype not in (torch.float32, torch.float64):
+            if tensor.dtype not in (torch.float32, torch.float64):
                 tensor = tensor.to(self._dtype())
+            _check_finite(tensor, i)
             out.append(tensor)
         return out
 
@@ -437,10 +491,14 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
     ) -> BatchFeature:
         """Featurise one clip or a batch (numpy arrays, torch tensors or lists of floats, mono, at `sampling_rate`).
 
+        A batch is a `(clips, samples)` array or a list of 1-D clips; samples are floats in [-1, 1]. `(samples,
+        channels)` audio, integer / bool samples and NaN / Inf samples raise `ValueError` naming the problem.
+
         Args:
             truncation, padding: override the instance settings (`padding=True` keeps the instance's).
             max_length: clip length in samples (default `max_length_s * sampling_rate`).
-            sampling_rate: the rate of `raw_speech`; must equal `self.sampling_rate` (resample first otherwise).
+            sampling_rate: the rate of `raw_speech` (a whole number of Hz); must equal `self.sampling_rate` (resample
+                first otherwise).
             return_tensors: `"pt"` or `"np"` (default numpy arrays).
             return_attention_mask: also return a frame mask `attention_mask` `(batch, frames)` (1 = real audio).
             generator: a seeded `torch.Generator` for random crops of long clips (training); `None` = deterministic.
@@ -453,7 +511,7 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         if sampling_rate is not None:
-            if int(sampling_rate) != int(self.sampling_rate):
+            if _check_sampling_rate(sampling_rate) != int(self.sampling_rate):
                 raise ValueError(
                     f"{self.__class__.__name__} expects audio sampled at {self.sampling_rate} Hz, got sampling_rate="
                     f"{sampling_rate}; resample the audio to {self.sampling_rate} Hz first"

@@ -1,9 +1,9 @@
 """CLAP-TeminAL: a CLAP-style contrastive audio-text dual encoder (HTSAT or BEATs audio tower, RoBERTa-style text).
 
-The towers are transformers' own public CLAP classes (`ClapAudioModel` = HTSAT, `ClapTextModel` = RoBERTa) or hf-alm's
-`BeatsModel`; the module names (`audio_model`, `text_model`, `audio_projection.linear1`, ..., `logit_scale_a`,
-`logit_scale_t`) follow transformers' `ClapModel`, so a laion/clap-htsat-* checkpoint maps one to one
-(:meth:`ClapTeminalModel.from_clap`).
+The towers are transformers' own public CLAP classes (`ClapAudioModel` = HTSAT, `ClapTextModel` = RoBERTa; subclassed
+here only to state their attention support) or hf-alm's `BeatsModel`; the module names (`audio_model`, `text_model`,
+`audio_projection.linear1`, ..., `logit_scale_a`, `logit_scale_t`) follow transformers' `ClapModel`, so a
+laion/clap-htsat-* checkpoint maps one to one (:meth:`ClapTeminalModel.from_clap`).
 """
 
 import os
@@ -17,7 +17,7 @@ from transformers import AutoModel, ClapAudioModel, ClapTextConfig, ClapTextMode
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.utils import ModelOutput, can_return_tuple
+from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple
 
 from .beats_tower import beats_model_class
 from .configuration_clap_teminal import ClapTeminalConfig
@@ -106,12 +106,53 @@ def time_segment_pool(hidden: torch.Tensor, padding_mask: torch.Tensor | None, n
     return torch.bmm(weights, frames).reshape(batch, num_segments * dim)
 
 
+# transformers' keyword arguments of a model call (`TransformersKwargs`: the output flags, attention / packing arguments
+# such as `cu_seq_lens_q`, the Trainer's `num_items_in_batch`); any other unknown keyword is a TypeError naming it
+_CALL_KWARGS = frozenset(TransformersKwargs.__annotations__)
+_OUTPUT_FLAGS = ("output_attentions", "output_hidden_states")
+_TEXT_INPUTS = ("token_type_ids",)  # text-tower inputs a tokenizer may return (BERT-style)
+
+
+class ClapTeminalTextModel(ClapTextModel):
+    """transformers' `ClapTextModel` (RoBERTa-style), with SDPA support stated.
+
+    Its self-attention goes through transformers' `AttentionInterface` and its mask through `create_bidirectional_mask`;
+    transformers' class does not set `_supports_sdpa`, which made `attn_implementation="sdpa"` raise and left the
+    default on eager. The one thing SDPA needs besides is to be told the attention is bidirectional: its modules carry
+    no `is_causal`, and SDPA reads an unmasked call (no padding) as causal. `config.is_causal = False` is the default
+    that transformers' forward wrapper passes to the attention as `is_causal` (a per-call `is_causal` still wins).
+    Weights and module names are unchanged.
+    """
+
+    _supports_sdpa = True
+
+    def __init__(self, config: ClapTextConfig, *args, **kwargs):
+        if getattr(config, "is_causal", None) is None:
+            config.is_causal = False
+        super().__init__(config, *args, **kwargs)
+
+
+class ClapTeminalAudioModel(ClapAudioModel):
+    """transformers' `ClapAudioModel` (HTSAT). Its Swin window attention (relative-position bias, shifted-window mask)
+    has one implementation, an explicit softmax: a model-wide `sdpa` (the default, or requested) resolves to `eager`
+    here instead of raising, so the audio config names what runs. Weights and module names are unchanged."""
+
+    def get_correct_attn_implementation(self, requested_attention, *args, **kwargs) -> str:
+        if requested_attention in (None, "sdpa"):
+            return "eager"
+        return super().get_correct_attn_implementation(requested_attention, *args, **kwargs)
+
+
 class ClapTeminalPreTrainedModel(PreTrainedModel):
     config: ClapTeminalConfig
     config_class = ClapTeminalConfig
     base_model_prefix = "clap_teminal"
     input_modalities = ("audio", "text")
-    supports_gradient_checkpointing = False
+    # the towers' layers are GradientCheckpointingLayers (ClapTextLayer, ClapAudioStage, BeatsEncoderLayer), which
+    # `gradient_checkpointing_enable` switches on through the whole module tree
+    supports_gradient_checkpointing = True
+    # text tower: see ClapTeminalTextModel; BEATs: SDPA with its bias as the mask; HTSAT: see ClapTeminalAudioModel
+    _supports_sdpa = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
@@ -138,12 +179,14 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
 
     def __init__(self, config: ClapTeminalConfig):
         super().__init__(config)
+        # each tower resolves its sub-config's attention implementation (set there by an explicit request, else its
+        # own default: sdpa where it supports it)
         if config.audio_tower == "htsat":
-            self.audio_model = ClapAudioModel(config.audio_config)
+            self.audio_model = ClapTeminalAudioModel(config.audio_config)
         else:
             self.audio_model = beats_model_class()(config.audio_config)
         if isinstance(config.text_config, ClapTextConfig):
-            self.text_model = ClapTextModel(config.text_config)
+            self.text_model = ClapTeminalTextModel(config.text_config)
         else:
             self.text_model = AutoModel.from_config(config.text_config)
         self.audio_projection = ClapTeminalProjection(
@@ -156,10 +199,42 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
         self.logit_scale_t = nn.Parameter(torch.tensor(config.logit_scale_init))
         self.post_init()
 
+    # ------------------------------------------------------------------ embeddings
+    def get_input_embeddings(self) -> nn.Module:
+        """The text tower's token embeddings (what `resize_token_embeddings` resizes)."""
+        return self.text_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.text_model.set_input_embeddings(value)
+
     # ------------------------------------------------------------------ towers
-    def _audio_tower(self, input_features, attention_mask=None, is_longer=None, **kwargs) -> BaseModelOutputWithPooling:
+    def _check_kwargs(self, method: str, kwargs: dict, extra: tuple = ()) -> None:
+        """A TypeError naming the keyword arguments that neither `method` nor transformers' call protocol takes."""
+        unknown = sorted(set(kwargs) - _CALL_KWARGS - set(extra))
+        if unknown:
+            hint = "; the contrastive loss needs return_loss=True, not labels" if "labels" in unknown else ""
+            raise TypeError(
+                f"{type(self).__name__}.{method}() got unexpected keyword argument(s) "
+                f"{', '.join(repr(k) for k in unknown)}{hint}"
+            )
+
+    def _output_flags(self, kwargs: dict) -> dict:
+        """`output_attentions` / `output_hidden_states` of this call (popped from `kwargs`), else the config's."""
+        flags = {}
+        for name in _OUTPUT_FLAGS:
+            value = kwargs.pop(name, None)
+            flags[name] = getattr(self.config, name, False) if value is None else value
+        return flags
+
+    def _audio_tower(self, input_features, attention_mask=None, is_longer=None, output_attentions=None,
+                     output_hidden_states=None) -> BaseModelOutputWithPooling:
         if input_features is None:
             raise ValueError("input_features is required to compute audio embeddings (got None)")
+        if input_features.is_floating_point():  # fp32 processor features into a bf16 / fp16 tower
+            input_features = input_features.to(self.audio_model.dtype)
+        # dict outputs from the tower whatever its config says; the caller returns tuples if asked
+        flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states,
+                 "return_dict": True}
         if self.config.audio_tower == "htsat":
             if input_features.dim() == 3:  # (batch, frames, mels) -> (batch, 1, frames, mels)
                 input_features = input_features.unsqueeze(1)
@@ -174,7 +249,7 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
                     f"input_features have {input_features.shape[-1]} mel bins but the audio tower expects {mels}; "
                     "use the processor saved with this model"
                 )
-            out = self.audio_model(input_features=input_features, is_longer=is_longer, **kwargs)
+            out = self.audio_model(input_features=input_features, is_longer=is_longer, **flags)
             if self.config.audio_time_segments > 1:
                 # last stage (batch, channels, freq, time), time columns in temporal order: average over frequency
                 frames = out.last_hidden_state.mean(2).transpose(1, 2)
@@ -182,7 +257,7 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
             return out
         if input_features.dim() == 4 and input_features.shape[1] == 1:
             input_features = input_features[:, 0]
-        out = self.audio_model(input_features, attention_mask=attention_mask, return_dict=True, **kwargs)
+        out = self.audio_model(input_features, attention_mask=attention_mask, **flags)
         hidden = out.last_hidden_state
         padding = getattr(out, "padding_mask", None) if attention_mask is not None else None
         if self.config.audio_time_segments > 1:
@@ -205,7 +280,8 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
             raise ValueError("input_ids is required to compute text embeddings (got None)")
         if position_ids is not None:
             kwargs["position_ids"] = position_ids
-        out = self.text_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        # dict outputs from the tower whatever its config says; the caller returns tuples if asked
+        out = self.text_model(input_ids=input_ids, attention_mask=attention_mask, return_dict=True, **kwargs)
         if getattr(out, "pooler_output", None) is None:
             out = BaseModelOutputWithPooling(
                 last_hidden_state=out.last_hidden_state,
@@ -230,11 +306,19 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
     ) -> BaseModelOutputWithPooling:
         r"""Text embeddings, as transformers v5's `ClapModel.get_text_features`.
 
+        Args:
+            kwargs: `token_type_ids`, `output_attentions` / `output_hidden_states` (default: the config's) and
+                transformers' attention keyword arguments (`TransformersKwargs`), for the text tower; any other name
+                raises `TypeError`.
+
         Returns:
             `BaseModelOutputWithPooling`: the text tower's output whose `pooler_output` is replaced by the
             **projected and L2-normalised** text embedding, shape `(batch_size, projection_dim)`;
             `last_hidden_state` is the tower's token states.
         """
+        self._check_kwargs("get_text_features", kwargs, _TEXT_INPUTS)
+        kwargs.update(self._output_flags(kwargs))
+        kwargs.pop("num_items_in_batch", None)  # a loss argument (the Trainer's): no tower uses it
         out = self._text_tower(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
         out.pooler_output = F.normalize(self.text_projection(out.pooler_output), dim=-1)
         return out
@@ -251,19 +335,34 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
 
         Args:
             input_features: HTSAT: CLAP log-mels `(batch, 1, frames, 64)` from [`ClapTeminalFeatureExtractor`];
-                BEATs: fbank features from `BeatsFeatureExtractor`.
+                BEATs: fbank features from `BeatsFeatureExtractor` (also accepted as `input_values`). Cast to the
+                audio tower's dtype.
             attention_mask: BEATs only (True/1 = real frame or sample); HTSAT uses repeat-padding and ignores it.
             is_longer: HTSAT fusion models only (as in `ClapModel`).
+            kwargs: `input_values`, `output_attentions` / `output_hidden_states` (default: the config's);
+                transformers' attention keyword arguments (`TransformersKwargs`) are accepted and ignored (they are
+                the text tower's); any other name raises `TypeError`.
 
         Returns:
             `BaseModelOutputWithPooling`: the audio tower's output whose `pooler_output` is replaced by the
             **projected and L2-normalised** audio embedding, shape `(batch_size, projection_dim)`.
         """
-        if input_features is None and "input_values" in kwargs:  # the BEATs feature extractor's name
-            input_features = kwargs.pop("input_values")
-        out = self._audio_tower(input_features, attention_mask=attention_mask, is_longer=is_longer, **kwargs)
+        self._check_kwargs("get_audio_features", kwargs, ("input_values",))
+        input_features = self._audio_input(input_features, kwargs)
+        out = self._audio_tower(input_features, attention_mask=attention_mask, is_longer=is_longer,
+                                **self._output_flags(kwargs))
         out.pooler_output = F.normalize(self.audio_projection(out.pooler_output), dim=-1)
         return out
+
+    @staticmethod
+    def _audio_input(input_features, kwargs: dict):
+        """`input_features`, or `input_values` (the BEATs feature extractor's name) popped from `kwargs`."""
+        input_values = kwargs.pop("input_values", None)
+        if input_values is None:
+            return input_features
+        if input_features is not None:
+            raise ValueError("got both input_features and input_values; pass the audio features once")
+        return input_values
 
     @can_return_tuple
     def forward(
@@ -281,20 +380,26 @@ class ClapTeminalModel(ClapTeminalPreTrainedModel):
 
         Args:
             input_ids, attention_mask: tokenised captions (`attention_mask` is the *text* mask).
-            input_features, is_longer: audio features from the processor.
+            input_features, is_longer: audio features from the processor (`input_values` is accepted too).
             audio_attention_mask: the audio mask (BEATs tower), kept apart from the text mask.
             return_loss: also return the symmetric contrastive loss (needs one caption per clip).
+            kwargs: `input_values`, `token_type_ids`, `output_attentions` / `output_hidden_states` (default: the
+                config's, for both towers), `return_dict` (default: `config.return_dict`) and transformers' attention
+                keyword arguments (`TransformersKwargs`, for the text tower); any other name raises `TypeError`.
 
         Returns:
             [`ClapTeminalOutput`] with `logits_per_audio = exp(logit_scale_a) * audio_embeds @ text_embeds.T` and
             `logits_per_text = exp(logit_scale_t) * text_embeds @ audio_embeds.T` (embeddings L2-normalised).
         """
-        if input_features is None and "input_values" in kwargs:  # the BEATs feature extractor's name
-            input_features = kwargs.pop("input_values")
+        self._check_kwargs("forward", kwargs, ("input_values",) + _TEXT_INPUTS)
+        input_features = self._audio_input(input_features, kwargs)
+        flags = self._output_flags(kwargs)
         audio_out = self.get_audio_features(
-            input_features, attention_mask=audio_attention_mask, is_longer=is_longer, **kwargs
+            input_features, attention_mask=audio_attention_mask, is_longer=is_longer, return_dict=True, **flags
         )
-        text_out = self.get_text_features(input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        text_out = self.get_text_features(
+            input_ids, attention_mask=attention_mask, position_ids=position_ids, return_dict=True, **flags, **kwargs
+        )
         audio_embeds = audio_out.pooler_output
         text_embeds = text_out.pooler_output
         scale_a, scale_t = self._scales()
