@@ -24,7 +24,10 @@ What it does:
 4. writes each fold's model to OUTPUT_DIR/folds/fold_<k> (loadable with ``AutoModelForAudioClassification`` after
    ``import hf_alm``, and with ``pipeline("audio-classification")``), OUTPUT_DIR/eval_results.json (per-fold and mean
    accuracy), optionally a model trained on every clip in OUTPUT_DIR/model (``--final_model``) and publishes it with
-   ``--push_to_hub``.
+   ``--push_to_hub``. ``hf-alm demo --beats OUTPUT_DIR/model`` (or one fold's folder) tags clips with it.
+
+Every checkpoint and fold_results.json records the run's flags: ``--resume_from_checkpoint latest`` with other flags,
+or a new run into an OUTPUT_DIR that holds one, stops before any work (``--overwrite_output_dir`` starts over).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+RECIPE, MODEL_TYPE = "beats_finetune", "hf_alm_beats"
+RUN_FOLDERS = ("folds", "model")  # removed with checkpoints/ by --overwrite_output_dir
+# flags that change neither what a fold trains nor on what (a fold's training set does not depend on --eval_fold)
+NOT_RUN_IDENTITY = ("eval_fold", "final_model", "feature_cache")
 PROBLEM_TYPES = {"single": "single_label_classification", "multi": "multi_label_classification",
                  "single_label_classification": "single_label_classification",
                  "multi_label_classification": "multi_label_classification"}
@@ -48,9 +55,9 @@ PROBLEM_TYPES = {"single": "single_label_classification", "multi": "multi_label_
 def build_parser() -> argparse.ArgumentParser:
     from hf_alm.data.loaders import DATASET_SPEC_HELP
     from hf_alm.training.beats import BEATS_PRESETS
-    from hf_alm.training.loop import add_common_args
+    from hf_alm.training.loop import RecipeHelpFormatter, add_common_args
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=RecipeHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="synthetic", help=f"labelled audio: {DATASET_SPEC_HELP} (default: synthetic)")
     g.add_argument("--eval_fold", default="auto", metavar="auto|all|none|N|SPLIT",
@@ -94,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep_checkpoints", action="store_true",
                    help="keep every epoch's checkpoint (default: keep only the newest of each fold)")
     add_common_args(p, output_dir="outputs/beats_finetune", num_epochs=10, batch_size=32, learning_rate=1e-3,
-                    weight_decay=0.01, warmup_ratio=0.1, num_threads=2)
+                    weight_decay=0.01, warmup_ratio=0.1, num_threads=2,
+                    default_text={"num_threads": "2: the fbank and the encoder use both cores of the 2-core machine "
+                                                 "the recipe's defaults were tuned on"},
+                    outputs="each fold's model (folds/fold_<k>), eval_results.json, the final model (model/, with "
+                            "--final_model)", run_folders=RUN_FOLDERS)
     return p
 
 
@@ -197,14 +208,16 @@ def _accuracy(logits: torch.Tensor, targets) -> float:
 # ------------------------------------------------------------------------------------------------ one run
 
 def train_one(args, name: str, label_names, features, targets, embeddings, train_idx, eval_idx, out_dir: Path,
-              fe, is_main) -> dict:
+              fe, is_main, run: dict) -> dict:
+    """Train one fold (or the final model) and write its folder with fold_results.json (metrics and the run
+    identity ``run``, which a resumed run must match); returns the metrics."""
     from hf_alm.evaluation.classification import metrics_from_logits
     from hf_alm.training.beats import SpecAugment, classifier_collate
     from hf_alm.training.loop import TrainConfig, fit, make_accelerator
     from hf_alm.utils import atomic_directory, atomic_write_text
 
     model = build_model(args, label_names)
-    cfg = TrainConfig.from_args(args)
+    cfg = TrainConfig.from_args(args, run=run)
     accelerator = make_accelerator(cfg)
     stage_dir = Path(args.output_dir) / "checkpoints" / name
 
@@ -264,7 +277,7 @@ def train_one(args, name: str, label_names, features, targets, embeddings, train
         with atomic_directory(out_dir) as tmp:
             model.save_pretrained(tmp)
             fe.save_pretrained(tmp)
-            atomic_write_text(tmp / "fold_results.json", json.dumps(metrics, indent=2))
+            atomic_write_text(tmp / "fold_results.json", json.dumps({**metrics, "run": run}, indent=2))
     accelerator.wait_for_everyone()
     return metrics
 
@@ -272,14 +285,16 @@ def train_one(args, name: str, label_names, features, targets, embeddings, train
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _check_args(args)
+    from hf_alm.training.loop import TrainConfig, make_accelerator, prepare_run
+
+    run = prepare_run(args, recipe=RECIPE, model_type=MODEL_TYPE, ignore=NOT_RUN_IDENTITY, run_folders=RUN_FOLDERS)
     import hf_alm  # noqa: F401  (registers the Auto classes)
     from hf_alm.training.beats import (cached_clips, evaluation_units, load_labelled_dataset, pooled_embeddings,
                                        unit_indices)
-    from hf_alm.training.loop import TrainConfig, make_accelerator
     from hf_alm.utils import atomic_write_text
 
     output_dir = Path(args.output_dir)
-    accelerator = make_accelerator(TrainConfig.from_args(args))
+    accelerator = make_accelerator(TrainConfig.from_args(args, run=run))
     is_main = accelerator.is_main_process
     ds = load_labelled_dataset(args.dataset)
     feature = ds.features["label"]
@@ -313,12 +328,13 @@ def main(argv=None) -> int:
         train_idx, eval_idx = unit_indices(ds, unit)
         name = f"fold_{unit}" if isinstance(unit, int) else f"split_{unit}"
         done = output_dir / "folds" / name / "fold_results.json"
-        if done.is_file() and args.resume_from_checkpoint:
+        if done.is_file() and args.resume_from_checkpoint:  # prepare_run checked that it belongs to this run
             metrics = json.loads(done.read_text())
+            metrics.pop("run", None)
             accelerator.print(f"[{name}] already finished (resume): accuracy {metrics.get('accuracy')}")
         else:
             metrics = train_one(args, name, label_names, features, targets, embeddings, train_idx, eval_idx,
-                                output_dir / "folds" / name, fe, is_main)
+                                output_dir / "folds" / name, fe, is_main, run)
         accelerator.print(f"[{name}] accuracy={metrics.get('accuracy', float('nan')):.4f} "
                           f"({metrics['num_eval_clips']} clips)")
         per_unit.append({"eval": unit, **metrics})
@@ -326,7 +342,7 @@ def main(argv=None) -> int:
     final_dir = output_dir / "model"
     if args.final_model or args.push_to_hub or units == [None]:
         train_one(args, "final", label_names, features, targets, embeddings, list(range(len(ds))), [], final_dir, fe,
-                  is_main)
+                  is_main, run)
 
     accuracies = [u["accuracy"] for u in per_unit if "accuracy" in u]
     results = {

@@ -37,13 +37,18 @@ from pathlib import Path
 
 import torch
 
+RECIPE, MODEL_TYPE = "beats_pretrain", "hf_alm_beats"
+RUN_FOLDERS = ("model", "iterations", "tokenizers")  # removed with checkpoints/ by --overwrite_output_dir
+# --iterations only adds stages (iter<k>_...): a run may be resumed with more iterations than it had
+NOT_RUN_IDENTITY = ("iterations", "feature_cache")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from hf_alm.data.loaders import DATASET_SPEC_HELP
     from hf_alm.training.beats import BEATS_PRESETS
-    from hf_alm.training.loop import add_common_args
+    from hf_alm.training.loop import RecipeHelpFormatter, add_common_args
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=RecipeHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="synthetic",
                    help=f"pre-training audio (labels are not used): {DATASET_SPEC_HELP} (default: synthetic)")
@@ -91,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep_checkpoints", action="store_true",
                    help="keep every epoch's checkpoint (default: keep only the newest of each stage)")
     add_common_args(p, output_dir="outputs/beats_pretrain", num_epochs=8, batch_size=32, learning_rate=2e-3,
-                    weight_decay=0.01, warmup_ratio=0.1, num_threads=2)
+                    weight_decay=0.01, warmup_ratio=0.1, num_threads=2,
+                    default_text={"num_threads": "2: the fbank and the encoder use both cores of the 2-core machine "
+                                                 "the recipe's defaults were tuned on"},
+                    outputs="the final encoder (model/), each iteration's encoder (iterations/) and tokenizer "
+                            "(tokenizers/), pretrain_results.json", run_folders=RUN_FOLDERS)
     return p
 
 
@@ -125,6 +134,9 @@ def _stage_summary(name: str, result, seconds: float) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _check_args(args)
+    from hf_alm.training.loop import prepare_run
+
+    run = prepare_run(args, recipe=RECIPE, model_type=MODEL_TYPE, ignore=NOT_RUN_IDENTITY, run_folders=RUN_FOLDERS)
     import hf_alm  # noqa: F401  (registers the Auto classes)
     from hf_alm.modeling.beats import (BeatsAcousticTokenizer, BeatsFeatureExtractor, BeatsForPreTraining,
                                        BeatsRandomProjectionTokenizer)
@@ -134,7 +146,7 @@ def main(argv=None) -> int:
     from hf_alm.utils import atomic_directory, atomic_write_text, seed_everything
 
     output_dir = Path(args.output_dir)
-    base = TrainConfig.from_args(args)
+    base = TrainConfig.from_args(args, run=run)
     accelerator = make_accelerator(base)
     is_main = accelerator.is_main_process
     config = beats_preset_config(

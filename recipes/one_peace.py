@@ -4,6 +4,8 @@
     accelerate launch recipes/one_peace.py                                  # CPU, embedded synthetic data, < 10 min
     accelerate launch recipes/one_peace.py --dataset clotho:CSV:AUDIO_DIR   # audio-language stage on Clotho
     accelerate launch --num_processes 2 --cpu recipes/one_peace.py         # negatives gathered across processes
+    python recipes/one_peace.py --preset tiny --num_epochs 1 --output_dir /tmp/op   # a quick smoke run
+    python recipes/one_peace.py --output_dir out --resume_from_checkpoint latest   # continue an interrupted run
 
 Steps: procedural image-caption pairs (``hf_alm.data.synthetic_images``) and captioned sound events (``--dataset``,
 default the synthetic corpus) are split into train / held-out; a caption tokenizer is trained offline on the training
@@ -35,14 +37,16 @@ STAGE_DEFAULTS = {
     "vl": {"epochs": 6, "learning_rate": 1e-3, "batch_size": 48},
     "al": {"epochs": 8, "learning_rate": 1e-3, "batch_size": 32},
 }
+RECIPE, MODEL_TYPE = "one_peace", "one_peace"
+NOT_RUN_IDENTITY = ("num_eval_per_class", "num_eval_images", "no_zste")  # they only shape the held-out evaluation
+MAX_AUDIO_SECONDS = 1.5  # --max_audio_seconds default, when the model's audio position table allows it
 
 
 def build_parser() -> argparse.ArgumentParser:
     from hf_alm.data.loaders import DATASET_SPEC_HELP
-    from hf_alm.training.loop import add_common_args
+    from hf_alm.training.loop import RecipeHelpFormatter, add_common_args
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=RecipeHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="synthetic",
                    help=f"audio-caption data of the audio-language stage: {DATASET_SPEC_HELP}")
@@ -56,8 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--audio_column", default=None, help="audio column of a Hub / local dataset (default: 'audio')")
     g.add_argument("--caption_column", default=None,
                    help="caption column of a Hub / local dataset (default: 'captions' or 'caption')")
-    g.add_argument("--max_audio_seconds", type=float, default=1.5,
-                   help="clips are cut to their first N seconds (ONE-PEACE allows 15; small keeps CPU training fast)")
+    g.add_argument("--max_audio_seconds", type=float, default=None,
+                   help="clips are cut to their first N seconds (ONE-PEACE allows 15; small keeps CPU training fast). "
+                        "At most what the model's audio position table holds (audio_config.max_relative_positions - "
+                        f"1 frames): --preset tiny {_audio_seconds_limit_of_preset('tiny')} s, lite "
+                        f"{_audio_seconds_limit_of_preset('lite')} s (default: {MAX_AUDIO_SECONDS}, or that limit "
+                        "if it is shorter)")
     g.add_argument("--num_train_images", type=int, default=1536, help="procedural image-caption training pairs")
     g.add_argument("--num_eval_images", type=int, default=200,
                    help="held-out procedural image-caption pairs (another seed)")
@@ -94,10 +102,55 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval_batch_size", type=int, default=64, help="items per forward pass in evaluation")
     g.add_argument("--no_zste", action="store_true", help="skip the zero-shot audio classification (evaluate_zste)")
+    per_stage = {key: "each stage's own: " + ", ".join(f"{s} {dd[key]}" for s, dd in STAGE_DEFAULTS.items())
+                 + f"; --<stage>_{key} wins" for key in ("epochs", "learning_rate", "batch_size")}
     add_common_args(p, output_dir="outputs/one_peace", num_epochs=None, learning_rate=None, batch_size=None,
-                    warmup_ratio=0.1, weight_decay=0.05,
-                    num_threads=1)  # on a shared, busy 2-core machine 2 OpenMP threads were several times slower
+                    warmup_ratio=0.1, weight_decay=0.05, num_threads=1,
+                    outputs="the retrieval model, its processor, eval_results.json",
+                    default_text={"num_epochs": per_stage["epochs"], "learning_rate": per_stage["learning_rate"],
+                                  "batch_size": per_stage["batch_size"],
+                                  "num_threads": "1: on a shared, busy 2-core machine 2 OpenMP threads were several "
+                                                 "times slower"})
     return p
+
+
+def _audio_seconds_limit(audio_config, sampling_rate: int = 16000) -> float:
+    """The longest clip, in seconds rounded down to 0.01, whose conv frames fit the audio position table
+    (``max_relative_positions - 1`` frames besides CLS): longer clips fail in evaluation, which sees every frame."""
+    import torch
+
+    from hf_alm.modeling.one_peace.modeling_one_peace import conv_output_lengths
+
+    hundredths = torch.arange(1, 1501)  # 0.01 .. 15 s, the longest clip ONE-PEACE takes
+    frames = conv_output_lengths(torch.round(hundredths * sampling_rate / 100).long(), audio_config.conv_feature_layers)
+    fits = hundredths[frames <= audio_config.max_relative_positions - 1]
+    return int(fits.max()) / 100 if len(fits) else 0.0
+
+
+def _audio_seconds_limit_of_preset(preset: str) -> float:
+    from hf_alm.modeling.one_peace import OnePeaceConfig
+
+    return _audio_seconds_limit(OnePeaceConfig.from_preset(preset).audio_config)
+
+
+def _check_max_audio_seconds(args) -> None:
+    """Set ``args.max_audio_seconds`` (default: MAX_AUDIO_SECONDS, or the model's limit if shorter); SystemExit when
+    a value given exceeds what the model's audio position table holds (evaluation would fail after training)."""
+    from hf_alm.modeling.one_peace import OnePeaceConfig
+
+    if args.model_name_or_path:
+        config, model = OnePeaceConfig.from_pretrained(args.model_name_or_path), f"{args.model_name_or_path}"
+    else:
+        config, model = OnePeaceConfig.from_preset(args.preset), f"--preset {args.preset}"
+    limit = _audio_seconds_limit(config.audio_config)
+    if args.max_audio_seconds is None:
+        args.max_audio_seconds = min(MAX_AUDIO_SECONDS, limit)
+    elif args.max_audio_seconds <= 0:
+        raise SystemExit(f"--max_audio_seconds must be > 0, got {args.max_audio_seconds}")
+    elif args.max_audio_seconds > limit:
+        raise SystemExit(f"--max_audio_seconds {args.max_audio_seconds} is too long for {model}: its audio position "
+                         f"table holds {config.audio_config.max_relative_positions - 1} frames "
+                         f"(audio_config.max_relative_positions - 1); the largest value that fits is {limit}")
 
 
 def _stage_settings(args, stage: str) -> dict:
@@ -253,6 +306,10 @@ def main(argv=None) -> int:
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
         raise SystemExit(f"--stages: unknown stage(s) {bad or args.stages!r}; choose from {', '.join(STAGES)}")
+    _check_max_audio_seconds(args)
+    from hf_alm.training.loop import prepare_run
+
+    run = prepare_run(args, recipe=RECIPE, model_type=MODEL_TYPE, ignore=NOT_RUN_IDENTITY)
 
     import hf_alm  # noqa: F401  (registers the Auto classes)
     from hf_alm.modeling.one_peace import (OnePeaceConfig, OnePeaceFeatureExtractor, OnePeaceForPreTraining,
@@ -264,7 +321,7 @@ def main(argv=None) -> int:
 
     t_start = time.time()
     output_dir = Path(args.output_dir)
-    train_config = TrainConfig.from_args(args)
+    train_config = TrainConfig.from_args(args, run=run)
     # each stage leaves one modality's branch without gradients (audio in vl, image in al)
     accelerator = make_accelerator(train_config, find_unused_parameters=True)
     main_proc = accelerator.is_main_process
@@ -402,10 +459,8 @@ def main(argv=None) -> int:
                 "num_parameters": n_params, "final": last}
         payload = {**meta, **{k: results[k] for k in results}}
         atomic_write_text(output_dir / "eval_results.json", json.dumps(payload, indent=2, default=float) + "\n")
-        for tag, res in results.items():
-            print(f"{tag}: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                         for k, v in sorted(res.items())))
-        print(f"{timing['total_s']:.0f} s, peak RSS {peak_mb:.0f} MB; saved to {output_dir}")
+        print(f"{timing['total_s']:.0f} s, peak RSS {peak_mb:.0f} MB; saved to {output_dir} (every metric of every "
+              f"stage, R@5 and R@10 included: {output_dir / 'eval_results.json'})")
     accelerator.wait_for_everyone()
 
     if args.push_to_hub and main_proc:

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """CLAP-TeminAL: TeminAL-style temporal post-training of a contrastive audio-text model, with ZSTE-style evaluation.
 
-    accelerate launch recipes/teminal.py                                   # CPU, embedded synthetic data, ~2 min
+    accelerate launch recipes/teminal.py                                   # CPU, embedded synthetic data, ~3 min
     accelerate launch recipes/teminal.py --dataset esc10:../shared/data/esc10
     accelerate launch --multi_gpu --num_processes 2 recipes/teminal.py     # 2 processes (gloo on CPU), negatives gathered
     python recipes/teminal.py --model_name_or_path PATH                    # post-train an existing CLAP-TeminAL
+    python recipes/teminal.py --output_dir out --resume_from_checkpoint latest   # continue an interrupted run
 
 Steps: load a single-event dataset and split its source clips into train / held-out; train a caption tokenizer;
 contrastive pre-training of a small CLAP-TeminAL ("base"; skipped with --model_name_or_path); ZSTE before; TeminAL A;
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 STAGES = ("base", "teminal_a", "teminal_b")
+RECIPE, MODEL_TYPE = "teminal", "clap_teminal"
+NOT_RUN_IDENTITY = ("num_eval_pairs", "num_distractors")  # they only shape the held-out evaluation
 # defaults of the main job (2 CPU cores), measured 2026-11-25 on 2 quiet cores. With mean pooling the HTSAT tower left
 # held-out order accuracy at chance in every setting tried, and the BEATs tower ("small-beats") reached 48.1 -> 62.2 %
 # with stage B at 4 epochs. With order-preserving pooling (two time-segment means, audio_time_segments=2 in both
@@ -37,15 +40,11 @@ STAGE_DEFAULTS = {
 
 def build_parser() -> argparse.ArgumentParser:
     from hf_alm.data.loaders import DATASET_SPEC_HELP
-    from hf_alm.training.loop import add_common_args
+    from hf_alm.training.loop import RecipeHelpFormatter, add_common_args
     from hf_alm.training.teminal import TeminalConfig
 
     d = TeminalConfig()
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] + " TeminAL-style: the paper's body and code are not public; every "
-        "choice is configurable and documented in hf_alm/training/teminal.py.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=RecipeHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="synthetic", help=f"single-event labelled dataset: {DATASET_SPEC_HELP}")
     g.add_argument("--num_per_class", type=int, default=40,
@@ -97,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"peak learning rate of stage {stage} (default: --learning_rate if given, else "
                             f"{dd['learning_rate']})")
         g.add_argument(f"--{stage}_batch_size", type=int, default=None,
-                       help=f"{what} per batch and process in stage {stage} (default: {dd['batch_size']})")
+                       help=f"{what} per batch and process in stage {stage} (default: --batch_size if given, else "
+                            f"{dd['batch_size']})")
     g.add_argument("--base_views_per_clip", type=int, default=d.base_views_per_clip,
                    help="caption views of each training clip per base epoch")
     g.add_argument("--zero_shot_caption_fraction", type=float, default=d.zero_shot_caption_fraction,
@@ -124,8 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval_batch_size", type=int, default=64, help="clips per forward pass in ZSTE")
     g.add_argument("--num_distractors", type=int, default=4, help="wrong captions per ZSTE both-events item")
+    per_stage = {key: "each stage's own: " + ", ".join(f"{s} {dd[key]}" for s, dd in STAGE_DEFAULTS.items())
+                 + f"; --<stage>_{key} wins" for key in ("epochs", "learning_rate", "batch_size")}
     add_common_args(p, output_dir="outputs/teminal", num_epochs=None, learning_rate=None, batch_size=None,
-                    warmup_ratio=0.05)
+                    warmup_ratio=0.05, outputs="the final model, its processor, eval_results.json",
+                    default_text={"num_epochs": per_stage["epochs"], "learning_rate": per_stage["learning_rate"],
+                                  "batch_size": per_stage["batch_size"]})
     return p
 
 
@@ -184,6 +188,9 @@ def main(argv=None) -> int:
         raise SystemExit(f"--stages: unknown stage(s) {bad or args.stages!r}; choose from {', '.join(STAGES)}")
     if args.model_name_or_path and "base" in stages:
         stages.remove("base")
+    from hf_alm.training.loop import prepare_run
+
+    run = prepare_run(args, recipe=RECIPE, model_type=MODEL_TYPE, ignore=NOT_RUN_IDENTITY)
 
     from accelerate.utils import set_seed
 
@@ -203,7 +210,7 @@ def main(argv=None) -> int:
 
     t_start = time.time()
     output_dir = Path(args.output_dir)
-    train_config = TrainConfig.from_args(args)
+    train_config = TrainConfig.from_args(args, run=run)
     accelerator = make_accelerator(train_config)
     main_proc = accelerator.is_main_process
     set_seed(args.seed)

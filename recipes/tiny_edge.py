@@ -40,13 +40,17 @@ import numpy as np
 import torch
 
 SAMPLING_RATE = 16000
+RECIPE, MODEL_TYPE = "tiny_edge", "tiny_edge_transformer"
+RUN_FOLDERS = ("folds", "model", "onnx")  # removed with checkpoints/ by --overwrite_output_dir
+# flags that change neither what a fold trains nor on what (a fold's training set does not depend on --eval_fold)
+NOT_RUN_IDENTITY = ("eval_fold", "final_model", "export_onnx", "onnx_only", "calibration_clips")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from hf_alm.data.loaders import DATASET_SPEC_HELP
-    from hf_alm.training.loop import add_common_args
+    from hf_alm.training.loop import RecipeHelpFormatter, add_common_args
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=RecipeHelpFormatter)
     g = p.add_argument_group("tiny edge transformer")
     g.add_argument("--dataset", default="synthetic", help=f"training data: {DATASET_SPEC_HELP} (default: synthetic)")
     g.add_argument("--preset", default="tiny", choices=["tiny", "small"],
@@ -78,8 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep_checkpoints", action="store_true",
                    help="keep every epoch's checkpoint (default: keep only the newest of each fold)")
     add_common_args(p, output_dir="outputs/tiny_edge", num_epochs=30, batch_size=32, learning_rate=3e-3,
-                    weight_decay=0.01, warmup_ratio=0.05,
-                    num_threads=1)  # a ~6k-parameter model trains fastest on one thread (start-up costs more)
+                    weight_decay=0.01, warmup_ratio=0.05, num_threads=1,
+                    default_text={"num_threads": "1: a ~6k-parameter model trains fastest on one thread (starting "
+                                                 "more costs more than they save)"},
+                    outputs="each fold's model (folds/fold_<k>), the final model (model/), onnx/ (with "
+                            "--export_onnx), eval_results.json", run_folders=RUN_FOLDERS)
     return p
 
 
@@ -145,8 +152,10 @@ def _logits(model, feats: list[np.ndarray], fe, batch_size: int = 64) -> np.ndar
 
 # ------------------------------------------------------------------------------------------------ one training run
 
-def train_one(args, stage: str, ds_labels, label_names, feats, train_idx, eval_idx, out_dir: Path, accelerator_factory):
-    """Train on ``train_idx``, evaluate on ``eval_idx``; writes the model folder ``out_dir``; returns metrics."""
+def train_one(args, stage: str, ds_labels, label_names, feats, train_idx, eval_idx, out_dir: Path, accelerator_factory,
+              run: dict):
+    """Train on ``train_idx``, evaluate on ``eval_idx``; writes the model folder ``out_dir`` with fold_results.json
+    (metrics and the run identity ``run``, which a resumed run must match); returns metrics."""
     from hf_alm.evaluation.classification import metrics_from_logits
     from hf_alm.export import save_calibration_features
     from hf_alm.modeling.tiny_edge_transformer import (
@@ -191,7 +200,7 @@ def train_one(args, stage: str, ds_labels, label_names, feats, train_idx, eval_i
                 if old.name != f"epoch_{epoch}":
                     shutil.rmtree(old, ignore_errors=True)
 
-    cfg = TrainConfig.from_args(args)
+    cfg = TrainConfig.from_args(args, run=run)
     accelerator = accelerator_factory(cfg)
     started = time.time()
     result = fit(model, items, collate_fn=collate, compute_loss=compute_loss, config=cfg, accelerator=accelerator,
@@ -211,10 +220,10 @@ def train_one(args, stage: str, ds_labels, label_names, feats, train_idx, eval_i
             fe.save_pretrained(tmp)
             save_calibration_features(tmp / "calibration_features.npz",
                                       [fe.normalize(feats[int(i)][0]) for i in calib_idx])
-            atomic_write_text(tmp / "fold_results.json", json.dumps(metrics, indent=2))
+            atomic_write_text(tmp / "fold_results.json", json.dumps({**metrics, "run": run}, indent=2))
         if args.export_onnx:
             metrics.update(_onnx_eval(out_dir, eval_feats, eval_labels, fe, args))
-            atomic_write_text(out_dir / "fold_results.json", json.dumps(metrics, indent=2))
+            atomic_write_text(out_dir / "fold_results.json", json.dumps({**metrics, "run": run}, indent=2))
     accelerator.wait_for_everyone()
     return metrics
 
@@ -253,15 +262,19 @@ def main(argv=None) -> int:
         raise SystemExit(f"--augment_views must be >= 0, got {args.augment_views}")
     if args.calibration_clips < 1:
         raise SystemExit(f"--calibration_clips must be >= 1, got {args.calibration_clips}")
+    from hf_alm.training.loop import TrainConfig, make_accelerator, prepare_run
+
+    # --onnx_only reads the fold results of an earlier run: they must be this run's, as when resuming
+    run = prepare_run(args, recipe=RECIPE, model_type=MODEL_TYPE, ignore=NOT_RUN_IDENTITY, run_folders=RUN_FOLDERS,
+                      reuse=bool(args.resume_from_checkpoint or args.onnx_only))
     import hf_alm  # noqa: F401
     from hf_alm.data.loaders import evaluation_units, load_labelled_dataset, unit_indices
     from hf_alm.modeling.tiny_edge_transformer import TinyEdgeTransformerFeatureExtractor, num_parameters_for
     from hf_alm.modeling.tiny_edge_transformer import TinyEdgeTransformerConfig
-    from hf_alm.training.loop import TrainConfig, make_accelerator
     from hf_alm.utils import atomic_write_text
 
     output_dir = Path(args.output_dir)
-    accelerator = make_accelerator(TrainConfig.from_args(args))
+    accelerator = make_accelerator(TrainConfig.from_args(args, run=run))
     ds = load_labelled_dataset(args.dataset)
     label_names = list(ds.features["label"].names) if hasattr(ds.features["label"], "names") else sorted(
         {str(v) for v in ds["label"]})
@@ -293,12 +306,13 @@ def main(argv=None) -> int:
                 metrics.update(_onnx_eval(done.parent, [feats[i][0] for i in eval_idx],
                                           [labels[i] for i in eval_idx], fold_fe, args))
                 atomic_write_text(done, json.dumps(metrics, indent=2))
-        elif done.is_file() and args.resume_from_checkpoint:
+        elif done.is_file() and args.resume_from_checkpoint:  # prepare_run checked that it belongs to this run
             metrics = json.loads(done.read_text())
             accelerator.print(f"[{name}] already finished (resume): accuracy {metrics.get('accuracy')}")
         else:
             metrics = train_one(args, name, labels, label_names, feats, train_idx, eval_idx,
-                                output_dir / "folds" / name, accelerator_factory)
+                                output_dir / "folds" / name, accelerator_factory, run)
+        metrics.pop("run", None)
         accelerator.print(f"[{name}] " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                                      if isinstance(v, float)))
         per_unit.append({"eval": unit, **metrics})
@@ -311,7 +325,7 @@ def main(argv=None) -> int:
             export_tiny(final_dir, output_dir / "onnx", max_calibration_clips=args.calibration_clips)
     elif args.final_model or units == [None]:
         metrics = train_one(args, "final", labels, label_names, feats, list(range(len(ds))), [], final_dir,
-                            accelerator_factory)
+                            accelerator_factory, run)
         if args.export_onnx and accelerator.is_main_process:
             shutil.copytree(final_dir / "onnx", output_dir / "onnx", dirs_exist_ok=True)
 

@@ -290,3 +290,52 @@ def test_linear_probe_freezes_the_pretrained_encoder(pretrained, synthetic2, tmp
     for (name, a), b in zip(probe.beats.state_dict().items(), encoder.state_dict().values()):
         assert torch.equal(a, b), name  # frozen
     assert results["accuracy"] == pytest.approx(_reference_accuracy(synthetic2, out / "folds" / "fold_1", 1))
+
+
+# ------------------------------------------------------------------------------------------------ output folder
+def _identity(script: Path, argv):
+    from hf_alm.training.loop import run_identity
+
+    recipe = _load(script)
+    return run_identity(recipe.build_parser().parse_args(argv), recipe=recipe.RECIPE, model_type=recipe.MODEL_TYPE,
+                        ignore=recipe.NOT_RUN_IDENTITY)
+
+
+def test_finetune_resume_refuses_a_fold_result_of_another_run_before_loading_data(tmp_path):
+    """A fold counted as finished when folds/<fold>/fold_results.json existed, whatever run had written it."""
+    out = tmp_path / "run"
+    fold = out / "folds" / "fold_1"
+    fold.mkdir(parents=True)
+    other = _identity(FINETUNE, [*FT, "--preset", "base", "--output_dir", str(out)])
+    (fold / "fold_results.json").write_text(json.dumps({"accuracy": 0.9, "num_eval_clips": 20, "run": other}))
+    with pytest.raises(SystemExit) as info:
+        _load(FINETUNE).main([*FT, "--output_dir", str(out), "--resume_from_checkpoint", "latest"])
+    assert f"{fold / 'fold_results.json'} was written by another run; differing: --preset: 'base' (recorded) != " \
+           "'tiny' (now)" in str(info.value)
+    assert not (out / "feature_cache").exists()  # stopped before any clip was read
+
+
+def test_pretrain_fresh_run_into_a_used_output_dir_stops_and_resume_path_is_checked(tmp_path):
+    out = tmp_path / "run"
+    stage = out / "checkpoints" / "iter1_mam" / "epoch_0"
+    stage.mkdir(parents=True)
+    (stage / "trainer_state.json").write_text(json.dumps({"epoch": 0, "global_step": 1,
+                                                          "run": _identity(PRETRAIN, [*TINY])}))
+    with pytest.raises(SystemExit) as info:
+        _load(PRETRAIN).main([*TINY, "--output_dir", str(out)])
+    assert str(info.value) == (f"{out} already holds checkpoints of an earlier run; pass --resume_from_checkpoint "
+                               "latest to continue it or --overwrite_output_dir to start over")
+    with pytest.raises(SystemExit, match="--resume_from_checkpoint: no such folder: .*nope"):
+        _load(PRETRAIN).main([*TINY, "--output_dir", str(tmp_path / "new"), "--resume_from_checkpoint",
+                              str(tmp_path / "nope")])
+    assert not (tmp_path / "new").exists()
+
+
+def test_finetune_records_the_run_in_every_fold_result_and_checkpoint(finetuned):
+    for path in [finetuned / "folds" / "fold_1" / "fold_results.json",
+                 finetuned / "checkpoints" / "fold_2" / "epoch_1" / "trainer_state.json"]:
+        run = json.loads(path.read_text())["run"]
+        assert run["recipe"] == "beats_finetune" and run["model_type"] == "hf_alm_beats"
+        assert run["preset"] == "tiny" and run["dataset"] == "synthetic:2" and run["time_mask_width"] == 8
+    results = json.loads((finetuned / "eval_results.json").read_text())
+    assert "run" not in results["per_fold"][0]  # the summary stays as it was

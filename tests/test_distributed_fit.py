@@ -27,7 +27,8 @@ WORKER = textwrap.dedent(
         return torch.nn.functional.mse_loss(model(x), y)
 
     config = TrainConfig(output_dir=out_dir, num_epochs=2, batch_size=batch_size, learning_rate=0.1,
-                         weight_decay=0.0, max_grad_norm=None, seed=3)
+                         weight_decay=0.0, max_grad_norm=None, seed=3,
+                         run={"recipe": "worker", "model_type": "linear", "batch_size": batch_size})
     accelerator = make_accelerator(config)
     result = fit(model, data, collate_fn=collate, compute_loss=compute_loss, config=config,
                  accelerator=accelerator, stage="s")
@@ -72,3 +73,5 @@ def test_two_cpu_processes_train_as_one_job(tmp_path, run_ranks):
         names = sorted(p.name for p in (stage_dir / epoch).iterdir())
         assert "model.safetensors" in names and "trainer_state.json" in names, names
         assert {"random_states_0.pkl", "random_states_1.pkl"} <= set(names), names
+        state = json.loads((stage_dir / epoch / "trainer_state.json").read_text())
+        assert state["run"] == {"recipe": "worker", "model_type": "linear", "batch_size": 4}  # the run identity

@@ -408,10 +408,43 @@ def test_dataset_spec_errors(tmp_path):
         load_dataset_spec(f"clotho:{tmp_path / 'x.csv'}:{tmp_path}")
     with pytest.raises(FileNotFoundError, match=r"dataset path not found: '\./no/such/dir'"):
         load_dataset_spec("./no/such/dir")
-    with pytest.raises(ValueError, match=r"esc10:PATH needs a path"):
+    with pytest.raises(ValueError, match=r"esc10 needs a path: --dataset esc10:PATH"):
         load_dataset_spec("esc10:")
     with pytest.raises(ValueError, match=r"not a Hub dataset id"):
         load_dataset_spec("two words")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("esc10", "esc10 needs a path: --dataset esc10:PATH (the folder of the ESC-10 release)"),
+    ("ESC50", "esc50 needs a path: --dataset esc50:PATH (the folder of the ESC-50 release"),
+    ("fsdd", "fsdd needs a path: --dataset fsdd:PATH (the folder of the Free Spoken Digit Dataset"),
+    ("audiofolder", "audiofolder needs a path: --dataset audiofolder:PATH"),
+    ("clotho", "clotho needs a path: --dataset clotho:CSV[:AUDIO_DIR]"),
+    ("audiocaps:", "audiocaps needs a path: --dataset audiocaps:CSV[:AUDIO_DIR]"),
+    ("hf", "hf needs a dataset id: --dataset hf:NAME[:CONFIG]"),
+])
+def test_bare_known_prefix_asks_for_its_path_without_touching_the_hub(spec, message, monkeypatch):
+    """``--dataset esc10`` was looked up as a Hub dataset id (ConnectionError / OfflineModeIsEnabled offline)."""
+    import datasets
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError(f"the Hub was asked for {args}")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    for check in (loaders.check_dataset_spec, load_dataset_spec):
+        with pytest.raises(ValueError) as info:
+            check(spec)
+        assert message in str(info.value)
+
+
+def test_bare_prefix_next_to_a_local_folder_of_that_name_says_how_to_open_it(tmp_path, monkeypatch):
+    (tmp_path / "esc10").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"esc10 needs a path: .*; for the local folder 'esc10' write --dataset "
+                                         r"esc10:esc10"):
+        load_dataset_spec("esc10")
+    loaders.check_dataset_spec("synthetic")  # complete specs pass
+    loaders.check_dataset_spec(f"esc10:{tmp_path}")
 
 
 def test_csv_spec_splitting():

@@ -1,6 +1,7 @@
 """ONE-PEACE end to end: procedural image data, ZSTE on the model unchanged, the recipe (tiny) with resume."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,10 +75,14 @@ def _run(args, cwd):
 @pytest.mark.slow
 def test_recipe_tiny_end_to_end_and_resume(tmp_path):
     out_dir = tmp_path / "run"
+    # no --max_audio_seconds: the default must fit the tiny preset's audio positions (1.5 s failed in evaluation)
     common = ["--preset", "tiny", "--num_train_images", "16", "--num_eval_images", "8", "--num_per_class", "1",
-              "--num_eval_per_class", "1", "--max_audio_seconds", "1.0", "--vl_epochs", "1", "--al_epochs", "2",
+              "--num_eval_per_class", "1", "--vl_epochs", "1", "--al_epochs", "2",
               "--batch_size", "8", "--vocab_size", "300", "--output_dir", str(out_dir), "--no_zste"]
-    _run(common, tmp_path)
+    first = _run(common, tmp_path)
+    log = first.stdout + first.stderr
+    assert log.count("[eval vl]") == 1 and log.count("[eval al]") == 1  # each stage's results printed once
+    assert not re.search(r"^(vl|al): ", log, re.M)
     results = json.loads((out_dir / "eval_results.json").read_text())
     assert results["final"] == "al" and results["stages"] == ["vl", "al"]
     for key in ("image_to_text_R@1", "text_to_image_R@1", "audio_to_text_R@1", "text_to_audio_R@1"):
@@ -107,6 +112,8 @@ def test_recipe_tiny_end_to_end_and_resume(tmp_path):
     again = json.loads((out_dir / "eval_results.json").read_text())
     assert again["al"]["audio_to_text_R@1"] == results["al"]["audio_to_text_R@1"]
     assert again["al"]["image_to_text_R@5"] == results["al"]["image_to_text_R@5"]
+    state = json.loads((out_dir / "checkpoints" / "al" / "epoch_1" / "trainer_state.json").read_text())
+    assert state["run"]["preset"] == "tiny" and state["run"]["max_audio_seconds"] == 1.28
 
 
 def test_recipe_help_explains_every_flag():
@@ -123,3 +130,47 @@ def test_recipe_help_explains_every_flag():
     for b in blocks:
         if b.strip().startswith("--"):
             assert len(b.split()) > 2, b
+
+
+def _recipe():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("one_peace_recipe", REPO / "recipes" / "one_peace.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_max_audio_seconds_fits_the_preset_or_fails_before_training(tmp_path):
+    """--preset tiny with the default 1.5 s trained a stage, then failed in evaluation: "audio of 278 frames exceeds
+    max_relative_positions - 1 (255)"."""
+    recipe = _recipe()
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        recipe.main(["--preset", "tiny", "--max_audio_seconds", "1.5", "--output_dir", str(out)])
+    assert str(info.value) == ("--max_audio_seconds 1.5 is too long for --preset tiny: its audio position table holds "
+                               "255 frames (audio_config.max_relative_positions - 1); the largest value that fits is "
+                               "1.28")
+    assert not out.exists()
+    for preset, expected in (("tiny", 1.28), ("lite", 1.5)):
+        args = recipe.build_parser().parse_args(["--preset", preset])
+        recipe._check_max_audio_seconds(args)
+        assert args.max_audio_seconds == expected
+    # the limit is real: 1.28 s gives 255 frames, 1.29 s more
+    from hf_alm.modeling.one_peace import OnePeaceConfig
+    from hf_alm.modeling.one_peace.modeling_one_peace import conv_output_lengths
+
+    layers = OnePeaceConfig.from_preset("tiny").audio_config.conv_feature_layers
+    assert int(conv_output_lengths(torch.tensor([20480]), layers)) == 255
+    assert int(conv_output_lengths(torch.tensor([20640]), layers)) > 255
+
+
+def test_help_has_usage_examples_and_states_each_default_once():
+    out = subprocess.run([sys.executable, str(REPO / "recipes" / "one_peace.py"), "--help"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    assert "accelerate launch recipes/one_peace.py" in text and "--resume_from_checkpoint latest # continue" in text
+    assert "(default: None)" not in text and not re.search(r"\(default:[^()]*\) \(default:", text)
+    assert "epochs per training stage (default: each stage's own: vl 6, al 8; --<stage>_epochs wins)" in text
+    assert "--preset tiny 1.28 s" in text

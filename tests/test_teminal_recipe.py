@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,58 @@ def test_bad_config_is_named():
         TeminalConfig(stage_a_single_fraction=0.8, stage_a_overlap_fraction=0.5)
     with pytest.raises(ValueError, match="window_seconds=0.2"):
         TeminalConfig(window_seconds=0.2)
+
+
+def _recipe():
+    sys.path.insert(0, str(ROOT / "recipes"))
+    try:
+        import teminal as recipe
+    finally:
+        sys.path.pop(0)
+    return recipe
+
+
+def test_help_states_each_default_once_with_the_stage_defaults():
+    """--help printed '(default: all) (default: None)' and '--num_epochs ... (default: None)' although the stages
+    default to 6 / 2 / 8 epochs; the usage examples were missing and the default job was said to take ~2 min."""
+    parser = _recipe().build_parser()
+    text = " ".join(parser.format_help().split())
+    assert "(default: None)" not in text
+    assert not re.search(r"\(default:[^()]*\) \(default:", text)  # never two defaults in a row
+    assert "epochs per training stage (default: each stage's own: base 6, teminal_a 2, teminal_b 8; " \
+           "--<stage>_epochs wins)" in text
+    assert "peak AdamW learning rate (default: each stage's own: base 0.001, teminal_a 0.0003, teminal_b 0.001" in text
+    assert "stage teminal_b (default: --batch_size if given, else 24)" in text
+    assert "split of a Hub / local dataset with several splits (default: all)" in text
+    assert "accelerate launch recipes/teminal.py # CPU, embedded synthetic data, ~3 min" in text
+    assert "--resume_from_checkpoint latest" in text
+
+
+def test_bad_resume_path_fails_before_data_and_tokenizer(tmp_path):
+    """Was detected only inside fit(), after data loading and tokenizer training, with OUT/checkpoints/processor
+    already written."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        _recipe().main([*TINY, "--output_dir", str(out), "--resume_from_checkpoint", str(tmp_path / "nope")])
+    assert str(info.value) == f"--resume_from_checkpoint: no such folder: {tmp_path / 'nope'}"
+    assert not out.exists()
+
+
+def test_fresh_run_over_an_earlier_run_with_another_preset_stops(tmp_path):
+    """Reusing an output folder mixed runs: a later `--resume_from_checkpoint latest` picked a stale epoch and
+    crashed with a huge state_dict error (or silently resumed the wrong run)."""
+    from hf_alm.training.loop import run_identity
+
+    recipe = _recipe()
+    out = tmp_path / "out"
+    epoch = out / "checkpoints" / "base" / "epoch_5"
+    epoch.mkdir(parents=True)
+    old = run_identity(recipe.build_parser().parse_args([*TINY, "--preset", "small"]), recipe=recipe.RECIPE,
+                       model_type=recipe.MODEL_TYPE, ignore=recipe.NOT_RUN_IDENTITY)
+    (epoch / "trainer_state.json").write_text(json.dumps({"epoch": 5, "global_step": 30, "run": old}))
+    with pytest.raises(SystemExit, match="already holds checkpoints of an earlier run; pass --resume_from_checkpoint "
+                                         "latest to continue it or --overwrite_output_dir to start over"):
+        recipe.main([*TINY, "--output_dir", str(out)])
+    with pytest.raises(SystemExit, match=r"differing: --preset: 'small' \(recorded\) != 'tiny' \(now\)"):
+        recipe.main([*TINY, "--output_dir", str(out), "--resume_from_checkpoint", "latest"])
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["base"]  # no processor written

@@ -117,3 +117,41 @@ def test_onnx_only_re_exports_without_training(run, tmp_path):
     assert after["onnx_fp32_accuracy"] == before["accuracy"]
     assert (again / "onnx" / "model_int8.onnx").is_file()
     assert (again / "model" / "model.safetensors").read_bytes() == weights  # nothing was retrained
+
+
+def test_every_fold_result_and_checkpoint_records_the_run(run):
+    for path in [run / "folds" / "fold_1" / "fold_results.json",
+                 run / "checkpoints" / "fold_1" / "epoch_1" / "trainer_state.json",
+                 run / "checkpoints" / "final" / "epoch_1" / "trainer_state.json"]:
+        identity = json.loads(path.read_text())["run"]
+        assert identity["recipe"] == "tiny_edge" and identity["model_type"] == "tiny_edge_transformer"
+        assert identity["preset"] == "tiny" and identity["dataset"] == "synthetic:2" and identity["seed"] == 3
+        assert "export_onnx" not in identity and "output_dir" not in identity
+    assert "run" not in json.loads((run / "eval_results.json").read_text())["per_fold"][0]
+
+
+def test_another_run_into_the_same_output_dir_stops_before_training(run):
+    """A fresh run silently overwrote the model and left the old epochs for a later resume to pick up."""
+    before = (run / "model" / "model.safetensors").read_bytes()
+    with pytest.raises(SystemExit) as info:
+        _recipe().main([*COMMON, "--preset", "small", "--output_dir", str(run)])
+    assert str(info.value) == (f"{run} already holds checkpoints of an earlier run; pass --resume_from_checkpoint "
+                               "latest to continue it or --overwrite_output_dir to start over")
+    with pytest.raises(SystemExit) as info:
+        _recipe().main([*COMMON, "--preset", "small", "--output_dir", str(run), "--resume_from_checkpoint", "latest"])
+    assert "was written by another run; differing: --preset: 'tiny' (recorded) != 'small' (now)" in str(info.value)
+    with pytest.raises(SystemExit, match=r"--augment_views: 1 \(recorded\) != 2 \(now\)"):
+        _recipe().main([*COMMON, "--augment_views", "2", "--output_dir", str(run), "--onnx_only"])
+    assert (run / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_overwrite_output_dir_starts_over(tmp_path):
+    out = tmp_path / "run"
+    argv = ["--dataset", "synthetic:1", "--eval_fold", "none", "--num_epochs", "1", "--augment", "none",
+            "--batch_size", "16", "--output_dir", str(out)]
+    assert _recipe().main(argv) == 0
+    stale = out / "checkpoints" / "fold_9" / "epoch_0"  # an epoch of another protocol, for resume to trip over
+    shutil.copytree(out / "checkpoints" / "final" / "epoch_0", stale)
+    assert _recipe().main([*argv, "--overwrite_output_dir"]) == 0
+    assert not stale.exists() and (out / "checkpoints" / "final" / "epoch_0").is_dir()
+    assert (out / "model" / "model.safetensors").is_file()

@@ -45,6 +45,32 @@ def load_app(path: Path | None = None):
     return module
 
 
+def resolve_model_folder(path: str | None, flag: str) -> str | None:
+    """The model folder to load for ``--clap`` / ``--beats``: ``path`` itself when it is a model folder (has a
+    config.json) or not a local folder (a Hub id). A recipe's output folder is accepted when it holds its final model
+    ``path/model`` (used, and said so on stderr); one with only cross-validation fold models
+    (``recipes/beats_finetune.py`` without ``--final_model``: ``path/folds/fold_<k>``) is refused with a ValueError that
+    names the folders to pass, as is a folder without any model."""
+    if not path:
+        return path
+    folder = Path(path).expanduser()
+    if not folder.is_dir() or (folder / "config.json").is_file():
+        return path
+    final = folder / "model"
+    if (final / "config.json").is_file():
+        print(f"hf-alm demo: {flag} {path} is a recipe output folder; using its final model {final}", file=sys.stderr)
+        return str(final)
+    folds = sorted(p.parent for p in folder.glob("folds/*/config.json"))
+    if folds:
+        raise ValueError(
+            f"{flag} {path} is an output folder of recipes/beats_finetune.py without a final model (no {final}): pass "
+            f"one of its fold models, e.g. {flag} {folds[0]} (folds: {', '.join(f.name for f in folds)}; each was "
+            "trained without its held-out fold), or train the final model on every clip with "
+            "`recipes/beats_finetune.py --final_model` and pass its model/ folder")
+    raise ValueError(f"{flag} {path} is not a model folder: no config.json in it, nor in {final} or "
+                     f"{folder / 'folds'}/*/")
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
@@ -54,11 +80,13 @@ def add_parser(subparsers) -> None:
         "Without --clap / --beats the app uses tiny random models (and says so on the page).",
     )
     parser.add_argument("--clap", default=os.environ.get("HF_ALM_CLAP"),
-                        help="CLAP-TeminAL model: a folder written by recipes/teminal.py or a Hub id "
+                        help="CLAP-TeminAL model: the --output_dir of recipes/teminal.py or a Hub id "
                         "(default: $HF_ALM_CLAP, else a tiny random model)")
     parser.add_argument("--beats", default=os.environ.get("HF_ALM_BEATS"),
-                        help="audio classifier for tagging (a BEATs folder from recipes/beats_finetune.py, or any hf-alm "
-                        "audio-classification folder / Hub id; default: $HF_ALM_BEATS, else a tiny random BEATs)")
+                        help="audio classifier for tagging: a model folder or Hub id, e.g. OUT/model of "
+                        "`recipes/beats_finetune.py --final_model --output_dir OUT` (trained on every clip) or one "
+                        "fold's OUT/folds/fold_1; OUT itself is accepted when it holds OUT/model. Any hf-alm "
+                        "audio-classification folder works (default: $HF_ALM_BEATS, else a tiny random BEATs)")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 to expose it)")
@@ -77,11 +105,13 @@ def _run(args) -> int:
         raise ValueError(f"--max_seconds must be positive, got {args.max_seconds}")
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    clap = resolve_model_folder(args.clap, "--clap")
+    beats = resolve_model_folder(args.beats, "--beats")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     app = load_app()
-    demo = app.build_demo(clap=args.clap, beats=args.beats, cache_dir=args.cache_dir, max_seconds=args.max_seconds)
+    demo = app.build_demo(clap=clap, beats=beats, cache_dir=args.cache_dir, max_seconds=args.max_seconds)
     demo.launch(server_name=args.host, server_port=args.port, ssr_mode=False)
     return 0

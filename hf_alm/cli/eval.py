@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 
 TASKS = ("zste", "classification", "retrieval")
 
@@ -25,20 +27,25 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--dataset", required=True, help=f"evaluation data: {DATASET_SPEC_HELP}")
     parser.add_argument("--split", default=None, help="split of a dataset with several splits (default: all)")
     parser.add_argument("--folds", default=None,
-                        help="comma-separated folds to evaluate on (e.g. '5' for ESC's usual held-out fold)")
+                        help="comma-separated folds to evaluate on (e.g. '5' for ESC's usual held-out fold; default: "
+                             "every fold)")
     parser.add_argument("--audio_column", default=None, help="audio column of a Hub / local dataset")
     parser.add_argument("--label_column", default=None, help="label column of a Hub / local dataset")
     parser.add_argument("--caption_column", default=None, help="caption column of a Hub / local dataset")
     parser.add_argument("--num_pairs", type=int, default=150,
-                        help="zste: event pairs to compose (each gives A->B, B->A and A+B clips)")
+                        help="zste: event pairs to compose, each giving A->B, B->A and A+B clips "
+                             "(default: %(default)s)")
     parser.add_argument("--max_seconds", type=float, default=None,
                         help="zste: longest composed clip (default: the feature extractor's max_length_s)")
-    parser.add_argument("--num_distractors", type=int, default=4, help="zste: wrong captions per both-events item")
+    parser.add_argument("--num_distractors", type=int, default=4,
+                        help="zste: wrong captions per both-events item (default: %(default)s)")
     parser.add_argument("--template", default="This is a sound of {label}.",
-                        help="zero-shot prompt ({label} is the class phrase)")
-    parser.add_argument("--batch_size", type=int, default=32, help="clips per forward pass")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the compositions and distractors")
-    parser.add_argument("--output", default=None, help="write the metrics to this JSON file (atomically)")
+                        help="zero-shot prompt ({label} is the class phrase) (default: '%(default)s')")
+    parser.add_argument("--batch_size", type=int, default=32, help="clips per forward pass (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the compositions and distractors (default: %(default)s)")
+    parser.add_argument("--output", default=None,
+                        help="write the metrics to this JSON file (atomically; default: only print them)")
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="allow model code from the model folder / Hub repo (needed for hf-alm models without "
                              "`import hf_alm`; not needed here)")
@@ -85,13 +92,40 @@ def _label_names(ds) -> list[str]:
                      f"({ds.column_names})")
 
 
+def _check_model(model: str) -> None:
+    """FileNotFoundError naming ``model`` when it is meant as a local folder (it exists, or looks like a path: starts
+    with ``/``, ``.`` or ``~``, or has more than one ``/``) and is not a model folder; Hub ids pass."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            inside = sorted({p.parent for pattern in ("*/config.json", "folds/*/config.json")
+                             for p in path.glob(pattern)})
+            hint = f"; model folders inside it: {', '.join(map(str, inside))}" if inside else ""
+            raise FileNotFoundError(f"{model} is not a model folder (no config.json){hint}")
+        return
+    if path.exists():
+        raise FileNotFoundError(f"{model} is a file, not a model folder")
+    if model.startswith(("/", ".", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model):
+        raise FileNotFoundError(f"model folder not found: {model}")
+
+
 def run(args) -> int:
+    from hf_alm.data.loaders import check_dataset_spec
+
+    check_dataset_spec(args.dataset)  # before loading the model: "esc10" alone is not a Hub id
+    _check_model(args.model)
     import hf_alm  # noqa: F401  (Auto registration)
     from transformers import AutoModel, AutoProcessor
 
     from hf_alm.evaluation.zste import ZsteTemplates, evaluate_zste, format_zste_table
 
-    processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    try:
+        processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
+    except OSError as err:
+        if Path(args.model).expanduser().exists():
+            raise
+        raise RuntimeError(f"model not found: {args.model!r} is not a local folder, and loading it as a Hub id failed: "
+                           f"{err}") from None
     fe = getattr(processor, "feature_extractor", processor)
     sampling_rate = getattr(fe, "sampling_rate", None)
     dual = args.task != "classification"

@@ -45,6 +45,7 @@ __all__ = [
     "load_audiofolder",
     "load_hub",
     "load_dataset_spec",
+    "check_dataset_spec",
     "load_labelled_dataset",
     "fold_split",
     "evaluation_units",
@@ -746,6 +747,38 @@ def _split_csv_spec(rest: str) -> tuple[str, str | None]:
     return csv_part, audio or None
 
 
+# what each prefix that needs a path expects after its colon, and what that path is
+_SPEC_PATHS = {
+    "esc10": ("PATH", "the folder of the ESC-10 release"),
+    "esc50": ("PATH", "the folder of the ESC-50 release, with meta/esc50.csv and audio/"),
+    "fsdd": ("PATH", "the folder of the Free Spoken Digit Dataset, or its recordings/ folder"),
+    "audiofolder": ("PATH", "a folder of class sub-folders and/or a metadata.csv"),
+    "audiocaps": ("CSV[:AUDIO_DIR]", "an AudioCaps CSV and the folder of its clips"),
+    "clotho": ("CSV[:AUDIO_DIR]", "a Clotho captions CSV and the folder of its clips"),
+    "hf": ("NAME[:CONFIG]", "a Hub dataset id or a local dataset path"),
+}
+
+
+def check_dataset_spec(spec: str) -> None:
+    """Check the form of a ``--dataset`` spec without opening anything (recipes call it right after parsing).
+
+    Raises ValueError for an empty spec and for a known prefix without its path: ``esc10`` alone (which would
+    otherwise be looked up as a Hub dataset id) gives "esc10 needs a path: --dataset esc10:PATH (the folder of the
+    ESC-10 release)".
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"empty dataset spec {spec!r}; expected one of: {DATASET_SPEC_HELP}")
+    kind, sep, rest = spec.strip().partition(":")
+    kind_l = kind.lower()
+    if kind_l in _SPEC_PATHS and not rest.strip():
+        what, meaning = _SPEC_PATHS[kind_l]
+        local = Path(spec.strip()).expanduser()
+        hint = (f"; for the local folder '{local}' write --dataset {kind_l}:{local}"
+                if not sep and local.exists() else "")
+        raise ValueError(f"{kind_l} needs a {'path' if what != 'NAME[:CONFIG]' else 'dataset id'}: "
+                         f"--dataset {kind_l}:{what} ({meaning}){hint}")
+
+
 def load_dataset_spec(spec: str, **kw):
     """Open the dataset named by a recipe's ``--dataset`` string.
 
@@ -756,10 +789,10 @@ def load_dataset_spec(spec: str, **kw):
     loader does not take are ignored when unset (None / default) and rejected with a ValueError otherwise.
 
     Raises:
-        ValueError: an empty or unknown spec, a bad ``N``; FileNotFoundError: a path that does not exist.
+        ValueError: an empty or unknown spec, a bad ``N``, a known prefix without its path (``esc10`` alone:
+        :func:`check_dataset_spec`); FileNotFoundError: a path that does not exist.
     """
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"empty dataset spec {spec!r}; expected one of: {DATASET_SPEC_HELP}")
+    check_dataset_spec(spec)
     spec = spec.strip()
     kind, sep, rest = spec.partition(":")
     kind_l = kind.lower()
@@ -779,18 +812,12 @@ def load_dataset_spec(spec: str, **kw):
         return _call(synthetic.make_synthetic_dataset, (), kw, spec)
     path_loaders = {"esc10": load_esc10, "esc50": load_esc50, "fsdd": load_fsdd, "audiofolder": load_audiofolder}
     if sep and kind_l in path_loaders:
-        if not rest:
-            raise ValueError(f"bad dataset spec {spec!r}: {kind_l}:PATH needs a path")
         return _call(path_loaders[kind_l], (rest,), kw, spec)
     if sep and kind_l in ("audiocaps", "clotho"):
-        if not rest:
-            raise ValueError(f"bad dataset spec {spec!r}: {kind_l}:CSV[:AUDIO_DIR] needs a CSV path")
         csv_path, audio_dir = _split_csv_spec(rest)
         loader = load_audiocaps if kind_l == "audiocaps" else load_clotho
         return _call(loader, (csv_path, audio_dir), kw, spec)
     if sep and kind_l == "hf":
-        if not rest:
-            raise ValueError(f"bad dataset spec {spec!r}: hf:NAME needs a dataset id or path")
         name, _, config = rest.partition(":") if not Path(rest).exists() else (rest, "", "")
         if config:
             kw = {"name": config, **kw}

@@ -9,21 +9,28 @@
   optimizer, scheduler and every RNG, plus ``trainer_state.json``), written to a temporary folder and renamed;
 * resume (``resume_from_checkpoint="latest"``, an output folder, or one epoch folder): training continues with the
   same next loss as an uninterrupted run; a stage whose last epoch is already saved is restored and skipped, so a
-  multi-stage recipe resumes where it stopped.
+  multi-stage recipe resumes where it stopped;
+* run identity (``TrainConfig.run``, from :func:`run_identity`): the recipe, the model type and the flags that change
+  what is trained, recorded in every checkpoint's ``trainer_state.json`` (and by the cross-validation recipes in every
+  ``folds/<fold>/fold_results.json``); resuming from a checkpoint of another run fails and names the differing flags.
 
-Recipes stay thin: they build a model, a dataset, a ``collate_fn`` and a ``compute_loss(model, batch)`` and call
-``fit`` once per stage.
+Recipes stay thin: they parse their flags, call :func:`prepare_run` (checks the shared flags, the ``--dataset`` spec,
+``--resume_from_checkpoint`` and the output folder before anything expensive runs; returns the run identity), build a
+model, a dataset, a ``collate_fn`` and a ``compute_loss(model, batch)`` and call ``fit`` once per stage.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import math
 import os
 import re
 import shutil
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -31,9 +38,11 @@ from typing import Any, Callable
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-__all__ = ["TrainConfig", "FitResult", "add_common_args", "make_accelerator", "fit", "find_checkpoint"]
+__all__ = ["TrainConfig", "FitResult", "RecipeHelpFormatter", "add_common_args", "prepare_run", "run_identity",
+           "run_differences", "check_report_to", "make_accelerator", "fit", "find_checkpoint", "checkpoint_root"]
 
 TRAINER_STATE = "trainer_state.json"
+FOLD_RESULTS = "fold_results.json"
 _EPOCH_RE = re.compile(r"^epoch_(\d+)$")
 
 
@@ -58,6 +67,8 @@ class TrainConfig:
     log_every: int = 10
     save_checkpoints: bool = True
     num_threads: int | None = None
+    default_num_threads: int | None = None  # the recipe's default, used when num_threads (the flag) is unset
+    run: dict | None = None  # the run identity (run_identity) recorded in every checkpoint and checked on resume
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides) -> "TrainConfig":
@@ -81,19 +92,60 @@ class FitResult:
     skipped: bool = False
 
 
-def add_common_args(parser: argparse.ArgumentParser, **defaults) -> argparse.ArgumentParser:
-    """Add the flags every recipe shares; ``defaults`` overrides a flag's default (e.g. ``learning_rate=3e-4``)."""
+class RecipeHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The recipes' ``--help`` layout: the description keeps its line breaks (usage examples), and a flag whose help
+    does not already state its default gets ``(default: X)`` appended once. Flags whose default is ``None`` / ``False``
+    get nothing appended: their help says what happens when they are not given."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or "default" in text.lower() or not action.option_strings
+                or default is None or default is False or default is argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def add_common_args(parser: argparse.ArgumentParser, *, default_text: dict[str, str] | None = None,
+                    outputs: str = "the final model, eval_results.json", run_folders: Iterable[str] = (),
+                    **defaults) -> argparse.ArgumentParser:
+    """Add the flags every recipe shares; ``defaults`` overrides a flag's default (e.g. ``learning_rate=3e-4``).
+
+    ``default_text`` says in words what a flag's default is where the value alone would not (``num_epochs`` of a
+    multi-stage recipe: each stage's own count; ``num_threads``: the value and why). ``outputs`` names what the
+    recipe writes to ``--output_dir`` besides ``checkpoints/``; ``run_folders`` the sub-folders that
+    ``--overwrite_output_dir`` removes besides ``checkpoints/`` (pass the same to :func:`prepare_run`).
+    """
     d = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     d.update(defaults)
+    text = {k: v.replace("%", "%%") for k, v in (default_text or {}).items()}
+
+    def dflt(name: str) -> str:
+        return f"(default: {text[name]})" if name in text else "(default: %(default)s)"
+
+    removed = ", ".join(f"{f}/" for f in ("checkpoints", *run_folders))
+    threads = d["num_threads"]
+    if "num_threads" in text:
+        threads_default = dflt("num_threads")
+    elif threads is None:
+        threads_default = ("(default: on CPU, when `accelerate launch` has exported OMP_NUM_THREADS=1 (it does without "
+                           "--cpu), the machine's cores are shared out between the processes, else torch's setting "
+                           "is kept)")
+    else:
+        threads_default = f"(default: {threads})"
     g = parser.add_argument_group("training (shared by every hf-alm recipe)")
     g.add_argument("--output_dir", default=d["output_dir"],
-                   help="folder for the final model, eval_results.json and checkpoints/ (default: %(default)s)")
+                   help=f"folder for {outputs} and checkpoints/ (default: %(default)s)")
+    g.add_argument("--overwrite_output_dir", action="store_true",
+                   help=f"start over in an --output_dir that holds an earlier run: remove its {removed} first "
+                        "(without this flag such a run stops before training; --resume_from_checkpoint latest "
+                        "continues the earlier run instead)")
     g.add_argument("--num_epochs", type=int, default=d["num_epochs"],
-                   help="epochs per training stage (default: %(default)s)")
+                   help=f"epochs per training stage {dflt('num_epochs')}")
     g.add_argument("--batch_size", type=int, default=d["batch_size"],
-                   help="batch size per process (default: %(default)s)")
+                   help=f"batch size per process {dflt('batch_size')}")
     g.add_argument("--learning_rate", type=float, default=d["learning_rate"],
-                   help="peak AdamW learning rate (default: %(default)s)")
+                   help=f"peak AdamW learning rate {dflt('learning_rate')}")
     g.add_argument("--weight_decay", type=float, default=d["weight_decay"],
                    help="AdamW weight decay; never applied to biases and norms (default: %(default)s)")
     g.add_argument("--warmup_ratio", type=float, default=d["warmup_ratio"],
@@ -105,24 +157,217 @@ def add_common_args(parser: argparse.ArgumentParser, **defaults) -> argparse.Arg
     g.add_argument("--seed", type=int, default=d["seed"],
                    help="seed for model init, data order and augmentation (default: %(default)s)")
     g.add_argument("--resume_from_checkpoint", default=d["resume_from_checkpoint"], metavar="PATH|latest",
-                   help="resume from 'latest' (newest checkpoint under --output_dir), an output folder or one "
-                        "checkpoints/<stage>/epoch_<k> folder; finished stages are restored and skipped")
+                   help="resume from 'latest' (newest checkpoint under --output_dir; none yet: train from the start), "
+                        "an output folder or one checkpoints/<stage>/epoch_<k> folder; finished stages are restored "
+                        "and skipped. The checkpoints must come from a run with the same flags (default: off, a "
+                        "fresh run)")
     g.add_argument("--report_to", default=d["report_to"], metavar="TRACKER",
-                   help="experiment tracker for accelerate (tensorboard, wandb, all, ...); none by default")
+                   help="experiment tracker(s) for accelerate, comma-separated (tensorboard, wandb, all, ...; its "
+                        "package must be installed, e.g. pip install 'hf-alm[tensorboard]') (default: none)")
     g.add_argument("--mixed_precision", default=d["mixed_precision"], choices=["no", "fp16", "bf16"],
                    help="mixed precision mode passed to accelerate (default: %(default)s)")
     g.add_argument("--num_workers", type=int, default=d["num_workers"],
                    help="DataLoader worker processes (default: %(default)s)")
-    g.add_argument("--num_threads", type=int, default=d["num_threads"],
-                   help="torch CPU threads per process; 0 keeps torch's own setting. Unset: on CPU, when `accelerate "
-                        "launch` has exported OMP_NUM_THREADS=1 (it does without --cpu), the machine's cores are "
-                        "shared out between the processes, else torch's setting is kept (default: %(default)s)")
+    g.add_argument("--num_threads", type=int, default=None,
+                   help=f"torch CPU threads per process; 0 keeps torch's own setting {threads_default}")
     g.add_argument("--push_to_hub", action="store_true",
                    help="publish the final model to the Hugging Face Hub with a model card (hf_alm.hub.publish)")
     g.add_argument("--hub_model_id", default=None, metavar="ORG/NAME",
                    help="Hub repository for --push_to_hub (default: the output folder's name)")
     g.add_argument("--hub_private", action="store_true", help="create the Hub repository as private")
+    parser.set_defaults(default_num_threads=threads)
     return parser
+
+
+# ------------------------------------------------------------------------------------------------ run identity
+
+#: flags that never change the trained weights: where the run writes, how it logs, its parallelism, evaluation batches
+RUN_IDENTITY_IGNORED = frozenset({
+    "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "report_to", "num_workers", "num_threads",
+    "default_num_threads", "push_to_hub", "hub_model_id", "hub_private", "eval_batch_size", "keep_checkpoints",
+})
+_NOT_FLAGS = ("recipe", "model_type")
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def run_identity(args: argparse.Namespace, *, recipe: str, model_type: str, ignore: Iterable[str] = ()) -> dict:
+    """What a run trains: ``recipe``, ``model_type`` and every parsed flag except :data:`RUN_IDENTITY_IGNORED` and the
+    recipe's own ``ignore`` (flags that only change evaluation or exports). JSON-ready (tuples become lists)."""
+    skip = RUN_IDENTITY_IGNORED | set(ignore)
+    out = {"recipe": recipe, "model_type": model_type}
+    for key, value in sorted(vars(args).items()):
+        if key not in skip and not key.startswith("_"):
+            out[key] = _jsonable(value)
+    return out
+
+
+def run_differences(recorded: dict, current: dict) -> list[str]:
+    """The fields in which two run identities differ, as ``"--preset: 'tiny' (recorded) != 'small' (now)"``. A flag
+    only one of them knows (added or removed by another hf-alm version) is not compared."""
+    out = []
+    for key in sorted(set(recorded) & set(current) | set(_NOT_FLAGS)):
+        old, new = recorded.get(key), current.get(key)
+        if old != new:
+            out.append(f"{key if key in _NOT_FLAGS else '--' + key}: {old!r} (recorded) != {new!r} (now)")
+    return out
+
+
+def checkpoint_root(resume: str | os.PathLike, output_dir: str | os.PathLike) -> Path:
+    """The ``checkpoints`` folder that ``resume_from_checkpoint`` points into (see :func:`find_checkpoint`)."""
+    if str(resume) == "latest":
+        return Path(output_dir) / "checkpoints"
+    path = Path(resume)
+    if _EPOCH_RE.match(path.name):
+        return path.parent.parent
+    if path.name == "checkpoints":
+        return path
+    if (path / "checkpoints").is_dir():
+        return path / "checkpoints"
+    return path.parent if path.parent.name == "checkpoints" else path / "checkpoints"
+
+
+def _read_run(path: Path):
+    try:
+        return json.loads(path.read_text()).get("run")
+    except (OSError, ValueError, AttributeError) as err:
+        raise SystemExit(f"{path} is not a readable JSON record of a run ({err}); remove it or start over with "
+                         "--overwrite_output_dir") from None
+
+
+def _run_records(root: Path, output_dir: Path) -> list[tuple[Path, dict | None]]:
+    """``(file, run identity or None)`` of every checkpoint under ``root`` and every fold result of ``output_dir``."""
+    records = []
+    if root.is_dir():
+        for stage_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            for _, path in sorted(_epoch_dirs(stage_dir).items()):
+                records.append((path / TRAINER_STATE, _read_run(path / TRAINER_STATE)))
+    folds = output_dir / "folds"
+    if folds.is_dir():
+        for path in sorted(folds.glob(f"*/{FOLD_RESULTS}")):
+            records.append((path, _read_run(path)))
+    return records
+
+
+def _is_main_rank() -> bool:
+    """Rank 0 of a distributed launch (``RANK``), or a lone process: usable before the Accelerator exists."""
+    return os.environ.get("RANK", "0").strip() in ("", "0")
+
+
+def prepare_output_dir(args: argparse.Namespace, run: dict, *, run_folders: Iterable[str] = (),
+                       reuse: bool | None = None) -> None:
+    """Check ``--output_dir`` / ``--resume_from_checkpoint`` against the run identity ``run``, before any work.
+
+    * ``--resume_from_checkpoint PATH``: PATH must exist and hold checkpoints; ``latest`` may find none (fresh start);
+    * resuming (or ``reuse=True``: a recipe mode that reads an earlier run's results): every checkpoint and fold
+      result found must record the same identity, else SystemExit listing the differing flags;
+    * a fresh run into a folder that holds checkpoints or fold results stops, unless ``--overwrite_output_dir``,
+      which removes ``checkpoints/`` and ``run_folders`` (e.g. ``folds``, ``model``; on rank 0) first.
+    """
+    out = Path(args.output_dir)
+    resume = getattr(args, "resume_from_checkpoint", None)
+    overwrite = bool(getattr(args, "overwrite_output_dir", False))
+    reuse = bool(resume) if reuse is None else reuse
+    if resume and overwrite:
+        raise SystemExit(f"--resume_from_checkpoint {resume} continues an earlier run and --overwrite_output_dir "
+                         "deletes it: pass only one of them")
+    if resume and str(resume) != "latest":
+        path = Path(resume)
+        if not path.exists():
+            raise SystemExit(f"--resume_from_checkpoint: no such folder: {path}")
+        if _EPOCH_RE.match(path.name) and not (path / TRAINER_STATE).is_file():
+            raise SystemExit(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {TRAINER_STATE})")
+        root = checkpoint_root(path, out)
+        if not (root.is_dir() and any(_epoch_dirs(d) for d in root.iterdir() if d.is_dir())):
+            raise SystemExit(f"--resume_from_checkpoint: {path} holds no checkpoint (no "
+                             f"checkpoints/<stage>/epoch_<k>/{TRAINER_STATE} in {root}); pass 'latest', an output "
+                             "folder of an earlier run or one of its epoch folders")
+    if reuse:
+        records = _run_records(checkpoint_root(resume or "latest", out), out)
+        unrecorded = [p for p, r in records if r is None]
+        for path, recorded in records:
+            diffs = run_differences(recorded, run) if recorded is not None else []
+            if diffs:
+                raise SystemExit(f"{path} was written by another run; differing: {'; '.join(diffs)}. Continue it "
+                                 "with that run's flags, or start over with --overwrite_output_dir (or another "
+                                 "--output_dir)")
+        if unrecorded:
+            print(f"warning: {len(unrecorded)} checkpoint(s) or fold result(s), e.g. {unrecorded[0]}, record no run "
+                  "identity (written by an older hf-alm); cannot check that they belong to this run",
+                  file=sys.stderr)
+        return
+    if _run_records(out / "checkpoints", out):
+        if not overwrite:
+            raise SystemExit(f"{out} already holds checkpoints of an earlier run; pass --resume_from_checkpoint latest "
+                             "to continue it or --overwrite_output_dir to start over")
+    if overwrite and _is_main_rank():
+        removed = [out / f for f in ("checkpoints", *run_folders) if (out / f).exists()]
+        for folder in removed:
+            shutil.rmtree(folder) if folder.is_dir() else folder.unlink()
+        if removed:
+            print(f"--overwrite_output_dir: removed {', '.join(map(str, removed))}", file=sys.stderr)
+
+
+_TRACKER_PACKAGES = {  # accelerate's tracker name -> (importable modules, pip install hint)
+    "tensorboard": (("tensorboard", "tensorboardX"), "pip install 'hf-alm[tensorboard]'"),
+    "wandb": (("wandb",), "pip install wandb"),
+    "trackio": (("trackio",), "pip install trackio"),
+    "comet_ml": (("comet_ml",), "pip install comet-ml"),
+    "mlflow": (("mlflow",), "pip install mlflow"),
+    "aim": (("aim",), "pip install aim"),
+    "clearml": (("clearml",), "pip install clearml"),
+    "dvclive": (("dvclive",), "pip install dvclive"),
+    "swanlab": (("swanlab",), "pip install swanlab"),
+}
+
+
+def _trackers(report_to: str | None) -> list[str]:
+    if report_to is None:
+        return []
+    names = [n.strip() for n in str(report_to).split(",") if n.strip()]
+    return [] if names in ([], ["none"]) else names
+
+
+def check_report_to(report_to: str | None) -> None:
+    """ValueError unless every tracker of ``--report_to`` is known and its package installed (accelerate itself only
+    warns and then logs nothing). ``all`` needs at least one installed tracker."""
+    names = _trackers(report_to)
+
+    def installed(name):
+        return any(importlib.util.find_spec(m) is not None for m in _TRACKER_PACKAGES[name][0])
+
+    for name in names:
+        if name == "all":
+            if not any(installed(n) for n in _TRACKER_PACKAGES):
+                raise ValueError("--report_to all: no tracker package is installed (e.g. pip install "
+                                 "'hf-alm[tensorboard]')")
+        elif name not in _TRACKER_PACKAGES:
+            raise ValueError(f"--report_to {name!r} is not a tracker accelerate knows; choose from all, "
+                             f"{', '.join(_TRACKER_PACKAGES)} or none")
+        elif not installed(name):
+            modules, hint = _TRACKER_PACKAGES[name]
+            raise ValueError(f"--report_to {name} needs the {modules[0]} package: {hint}")
+
+
+def prepare_run(args: argparse.Namespace, *, recipe: str, model_type: str, ignore: Iterable[str] = (),
+                run_folders: Iterable[str] = (), reuse: bool | None = None) -> dict:
+    """The checks every recipe makes right after parsing its flags, before loading data or models: ``--report_to``
+    (:func:`check_report_to`), the ``--dataset`` spec's form (no I/O), ``--resume_from_checkpoint`` and the output
+    folder (:func:`prepare_output_dir`). Returns the run identity (:func:`run_identity`) for ``TrainConfig.run``.
+    Every problem is a SystemExit naming the flag and its value."""
+    try:
+        check_report_to(getattr(args, "report_to", None))
+        if getattr(args, "dataset", None) is not None:
+            from hf_alm.data.loaders import check_dataset_spec
+
+            check_dataset_spec(args.dataset)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    run = run_identity(args, recipe=recipe, model_type=model_type, ignore=ignore)
+    prepare_output_dir(args, run, run_folders=run_folders, reuse=reuse)
+    return run
 
 
 def make_accelerator(config: TrainConfig, *, find_unused_parameters: bool = False):
@@ -134,7 +379,8 @@ def make_accelerator(config: TrainConfig, *, find_unused_parameters: bool = Fals
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
-    log_with = None if config.report_to in (None, "", "none") else config.report_to
+    check_report_to(config.report_to)
+    log_with = _trackers(config.report_to) or None
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else []
     accelerator = Accelerator(
         cpu=_multi_process_cpu(),
@@ -145,10 +391,14 @@ def make_accelerator(config: TrainConfig, *, find_unused_parameters: bool = Fals
             config.output_dir, "logs")),
         kwargs_handlers=handlers,
     )
-    threads = cpu_threads_per_process(config.num_threads, accelerator.device.type, accelerator.num_processes)
+    threads = cpu_threads_per_process(config.num_threads, accelerator.device.type, accelerator.num_processes,
+                                      default=config.default_num_threads)
     if threads is not None and threads != torch.get_num_threads():
         torch.set_num_threads(threads)
-        accelerator.print(f"torch CPU threads per process: {threads} (--num_threads)")
+        source = ("--num_threads" if config.num_threads is not None else "default"
+                  if config.default_num_threads is not None else
+                  f"default: the cores shared out between {accelerator.num_processes} process(es)")
+        accelerator.print(f"torch CPU threads per process: {threads} ({source})")
     return accelerator
 
 
@@ -164,17 +414,20 @@ def _multi_process_cpu() -> bool:
     return world > 1 and not torch.cuda.is_available()
 
 
-def cpu_threads_per_process(requested: int | None, device_type: str, num_processes: int) -> int | None:
+def cpu_threads_per_process(requested: int | None, device_type: str, num_processes: int,
+                            default: int | None = None) -> int | None:
     """The torch thread count a process should use, or None to keep the current one.
 
-    ``requested`` (``--num_threads``) wins (0: keep the current setting). Otherwise, on CPU: ``accelerate launch``
-    without ``--cpu`` exports ``OMP_NUM_THREADS=1``, which would leave all but one core idle in a single-process CPU
-    run; in that case (the variable is exactly ``"1"``) the cores are divided between the processes.
+    ``requested`` (``--num_threads``) wins (0: keep the current setting), then the recipe's ``default``. Otherwise, on
+    CPU: ``accelerate launch`` without ``--cpu`` exports ``OMP_NUM_THREADS=1``, which would leave all but one core idle
+    in a single-process CPU run; in that case (the variable is exactly ``"1"``) the cores are divided between the
+    processes.
     """
-    if requested is not None:
-        if requested < 0:
-            raise ValueError(f"--num_threads must be >= 0 (0 = torch's own setting), got {requested}")
-        return requested or None
+    for value in (requested, default):
+        if value is not None:
+            if value < 0:
+                raise ValueError(f"--num_threads must be >= 0 (0 = torch's own setting), got {value}")
+            return value or None
     if device_type != "cpu" or os.environ.get("OMP_NUM_THREADS") != "1":
         return None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -219,30 +472,16 @@ def find_checkpoint(resume: str | os.PathLike | None, output_dir: str | os.PathL
     """
     if not resume:
         return None
-    if str(resume) == "latest":
-        root = Path(output_dir) / "checkpoints"
-        cap = None
-    else:
+    if str(resume) != "latest":
         path = Path(resume)
         if not path.exists():
             raise FileNotFoundError(f"--resume_from_checkpoint: no such folder: {path}")
-        cap = None
-        if _EPOCH_RE.match(path.name):
-            root = path.parent.parent
-            if path.parent.name == stage:
-                if not (path / TRAINER_STATE).is_file():
-                    raise FileNotFoundError(f"--resume_from_checkpoint: {path} is not a complete checkpoint "
-                                            f"(no {TRAINER_STATE})")
-                return path
-        elif path.name == "checkpoints":
-            root = path
-        elif (path / "checkpoints").is_dir():
-            root = path / "checkpoints"
-        else:
-            root = path.parent if path.parent.name == "checkpoints" else path / "checkpoints"
-    epochs = _epoch_dirs(root / stage)
-    if cap is not None:
-        epochs = {k: v for k, v in epochs.items() if k <= cap}
+        if _EPOCH_RE.match(path.name) and path.parent.name == stage:
+            if not (path / TRAINER_STATE).is_file():
+                raise FileNotFoundError(f"--resume_from_checkpoint: {path} is not a complete checkpoint "
+                                        f"(no {TRAINER_STATE})")
+            return path
+    epochs = _epoch_dirs(checkpoint_root(resume, output_dir) / stage)
     return epochs[max(epochs)] if epochs else None
 
 
@@ -340,8 +579,11 @@ def fit(
     start_epoch = 0
     ckpt = find_checkpoint(config.resume_from_checkpoint, config.output_dir, stage)
     if ckpt is not None:
-        accelerator.load_state(str(ckpt))
         state = json.loads((ckpt / TRAINER_STATE).read_text())
+        diffs = run_differences(state["run"], config.run) if state.get("run") and config.run else []
+        if diffs:
+            raise ValueError(f"[{stage}] checkpoint {ckpt} was written by another run; differing: {'; '.join(diffs)}")
+        accelerator.load_state(str(ckpt))
         start_epoch = state["epoch"] + 1
         result.global_step = state["global_step"]
         result.history = state.get("history", [])
@@ -403,7 +645,7 @@ def fit(
             accelerator.log({f"{stage}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
                             step=result.global_step)
         if config.save_checkpoints:
-            _save_checkpoint(accelerator, stage_dir, epoch, result)
+            _save_checkpoint(accelerator, stage_dir, epoch, result, config.run)
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
 
@@ -432,7 +674,7 @@ def _forget(accelerator, optimizer, loader, scheduler) -> None:
         models[:] = keep
 
 
-def _save_checkpoint(accelerator, stage_dir: Path, epoch: int, result: FitResult) -> None:
+def _save_checkpoint(accelerator, stage_dir: Path, epoch: int, result: FitResult, run: dict | None = None) -> None:
     final = stage_dir / f"epoch_{epoch}"
     tmp = stage_dir / f".epoch_{epoch}.tmp"
     if accelerator.is_main_process:
@@ -443,7 +685,7 @@ def _save_checkpoint(accelerator, stage_dir: Path, epoch: int, result: FitResult
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state = {"epoch": epoch, "global_step": result.global_step, "history": result.history,
-                 "epoch_metrics": result.epoch_metrics}
+                 "epoch_metrics": result.epoch_metrics, "run": run}
         (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=1))
         if final.exists():
             shutil.rmtree(final)
