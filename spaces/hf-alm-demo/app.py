@@ -5,7 +5,7 @@ local folders (what the recipes wrote) or Hub ids; with none given the app build
 always starts, and says so on the page. Example clips are synthesised from hf-alm's synthetic corpus (no downloads)
 into a cache folder.
 
-Run locally: ``hf-alm demo --clap runs/teminal --beats runs/beats`` or ``python app.py --clap ... --beats ...``. On a
+Run locally: ``hf-alm demo --clap runs/teminal --beats runs/beats/model`` or ``python app.py --clap ... --beats ...``. On a
 Space, set the variables ``HF_ALM_CLAP`` / ``HF_ALM_BEATS`` to Hub ids.
 
 API endpoints (``gradio_client``): ``/zero_shot`` (audio, labels), ``/what_came_first`` (audio, event_a, event_b),
