@@ -146,6 +146,34 @@ def test_esc50_errors(esc50_layout):
         load_esc50(esc50_layout)
 
 
+def test_esc50_metadata_is_checked(esc50_layout, caplog):
+    """A file listed twice, a fold outside 1..5 and audio files the CSV does not list (the real ESC-50 has 2000 rows
+    in folds 1..5, each file once)."""
+    meta = esc50_layout / "meta" / "esc50.csv"
+    header = ["filename", "fold", "target", "category", "esc10", "src_file", "take"]
+    with open(meta, newline="") as fh:
+        rows = list(csv.reader(fh))[1:]
+    _write_csv(meta, header, rows + [rows[1], rows[5]])  # rows[i] is on line i + 2
+    with pytest.raises(DatasetLayoutError, match=r"lists 2 file\(s\) more than once: '1-101-A-1\.wav' on rows 3, 10; "
+                                                 r"'2-101-A-1\.wav' on rows 7, 11"):
+        load_esc50(esc50_layout)
+    _write_csv(meta, header, rows[:6] + [rows[6][:1] + ["9"] + rows[6][2:]] + rows[7:])
+    with pytest.raises(DatasetLayoutError, match=r"esc50\.csv' row 8 \('2-102-A-2\.wav'\): fold 9 is not one of "
+                                                 r"1\.\.5"):
+        load_esc50(esc50_layout)
+    # errors name the line of the CSV, also when esc10_only has filtered the table (ESC-10 rows: lines 2, 3, 6, 7)
+    _write_csv(meta, header, rows[:5] + [rows[5][:1] + ["x"] + rows[5][2:]] + rows[6:])
+    with pytest.raises(DatasetLayoutError, match=r"esc50\.csv' row 7: target '1' / fold 'x' are not integers"):
+        load_esc50(esc50_layout, esc10_only=True)
+    _write_csv(meta, header, rows)
+    _write(esc50_layout / "audio" / "5-999-A-0.wav")
+    _write(esc50_layout / "audio" / "5-998-A-0.wav")
+    (esc50_layout / "audio" / "notes.txt").write_text("not audio")
+    with caplog.at_level("WARNING", logger="hf_alm.data.loaders"):
+        assert len(load_esc50(esc50_layout)) == 8
+    assert "holds 2 audio file(s) that" in caplog.text and "'5-998-A-0.wav', '5-999-A-0.wav'" in caplog.text
+
+
 # ------------------------------------------------------------------------------------------------------------- FSDD
 
 
@@ -222,6 +250,69 @@ def test_audiocaps_missing_audio(audiocaps_layout):
         load_audiocaps(audiocaps_layout / "bad.csv")
 
 
+def _paths(ds) -> list[str]:
+    """The audio file of every row, without decoding."""
+    return [a["path"] for a in ds.cast_column("audio", datasets.Audio(decode=False))["audio"]]
+
+
+def test_audiocaps_start_time_names_win_over_the_bare_youtube_id(tmp_path):
+    """abc.wav and abc_100.wav both exist: the clip (abc, 30) is Yabc_30.000_40.000.wav, (abc, 100) abc_100.wav;
+    the bare {youtube_id} name is the last resort (it used to be tried first, and gave both clips abc.wav)."""
+    header = ["audiocap_id", "youtube_id", "start_time", "caption"]
+    rows = [["10", "abc", "30", "a dog barks"], ["11", "abc", "30", "barking"], ["20", "abc", "100", "a man speaks"],
+            ["21", "xyz", "0", "rain falls"]]
+    _write_csv(tmp_path / "val.csv", header, rows)
+    folder = tmp_path / "val"
+    for name in ("abc.wav", "Yabc_30.000_40.000.wav", "abc_100.wav", "xyz.wav"):
+        _write(folder / name)
+    ds = load_audiocaps(tmp_path / "val.csv")
+    assert [Path(p).name for p in _paths(ds)] == ["Yabc_30.000_40.000.wav", "abc_100.wav", "xyz.wav"]
+    assert ds["captions"] == [["a dog barks", "barking"], ["a man speaks"], ["rain falls"]]
+    # only the bare file: both clips of abc would get the same audio
+    (folder / "Yabc_30.000_40.000.wav").unlink()
+    (folder / "abc_100.wav").unlink()
+    with pytest.raises(DatasetLayoutError, match=r"val\.csv': rows 2 \(youtube_id 'abc', start_time '30'\) and 4 "
+                                                 r"\(youtube_id 'abc', start_time '100'\) are different clips but "
+                                                 r"both resolve to the file '.*abc\.wav'"):
+        load_audiocaps(tmp_path / "val.csv")
+
+
+def test_audio_index_is_sorted_whatever_order_the_file_system_lists(tmp_path, monkeypatch, caplog):
+    """The same stem in two sub-folders: the first in sorted order (a/ before b/) wins, with a warning, even on a
+    file system that lists b/ first (simulated: os.scandir reversed)."""
+    import os
+
+    for name in ("b/x.wav", "a/x.wav", "a/y.wav", "a/y.flac", "a/z.wav"):
+        _write(tmp_path / name)
+    real = os.scandir
+
+    class _Reversed:
+        """os.scandir's iterator, entries in reverse name order."""
+
+        def __init__(self, path):
+            with real(path) as it:
+                self.entries = iter(sorted(it, key=lambda e: e.name, reverse=True))
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self.entries)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(os, "scandir", _Reversed)
+    with caplog.at_level("WARNING", logger="hf_alm.data.loaders"):
+        index = loaders._index_audio(tmp_path)
+    assert index == {"x": str(tmp_path / "a" / "x.wav"), "y": str(tmp_path / "a" / "y.flac"),
+                     "z": str(tmp_path / "a" / "z.wav")}
+    assert "2 file name(s) occur more than once" in caplog.text and "the first in sorted order is used" in caplog.text
+
+
 @pytest.fixture
 def clotho_layout(tmp_path):
     root = tmp_path / "clotho"
@@ -290,6 +381,50 @@ def test_audiofolder_with_metadata_captions(tmp_path):
     assert sorted(ds["captions"]) == [["a beep"], ["a soft hum"]]
     assert "description" not in ds.column_names and "label" not in ds.column_names
     _assert_decodes(ds)
+
+
+def test_audiofolder_class_folders_with_metadata_keep_the_folder_labels(tmp_path):
+    """Class sub-folders plus a metadata.csv of captions: datasets drops the folder labels when metadata is present;
+    they come back from the parent folder, with the class list of the folder-only layout (sorted folder names)."""
+    root = tmp_path / "meta"
+    rows = []
+    for split in ("train", "test"):
+        for label in ("dog", "cat", "bird"):
+            if split == "test" and label == "bird":
+                continue  # a class missing from one split keeps its id
+            for i in range(2):
+                _write(root / split / label / f"{label}{i}.wav", 300.0 + 100 * i)
+                rows.append((split, f"{label}/{label}{i}.wav", f"a {label} sound {i}"))
+    for split in ("train", "test"):
+        _write_csv(root / split / "metadata.csv", ["file_name", "caption"],
+                   [[f, c] for s, f, c in rows if s == split])
+    dd = load_audiofolder(root, cache_dir=str(tmp_path / "cache"))
+    for split, part in dd.items():
+        assert part.features["label"].names == ["bird", "cat", "dog"]
+        folders = [Path(p).parent.name for p in _paths(part)]
+        assert part["label_name"] == folders and part["label"] == [["bird", "cat", "dog"].index(f) for f in folders]
+        assert part["captions"] == [[f"a {f} sound {Path(p).stem[-1]}"] for f, p in zip(folders, _paths(part))]
+    # the same ids as the folder-only layout (the reference: datasets' own labels without the metadata)
+    plain = tmp_path / "plain"
+    for split in ("train", "test"):
+        for wav in (root / split).rglob("*.wav"):
+            _write(plain / split / wav.parent.name / wav.name)
+    ref = load_audiofolder(plain, cache_dir=str(tmp_path / "cache"))
+    for split in ("train", "test"):
+        assert ref[split].features["label"].names == dd[split].features["label"].names
+        ours = dict(zip((Path(p).relative_to(root) for p in _paths(dd[split])), dd[split]["label"]))
+        theirs = dict(zip((Path(p).relative_to(plain) for p in _paths(ref[split])), ref[split]["label"]))
+        assert ours == theirs
+    test = load_audiofolder(root, split="test", cache_dir=str(tmp_path / "cache"))
+    assert test.features["label"].names == ["bird", "cat", "dog"] and sorted(set(test["label"])) == [1, 2]
+    stream = list(load_audiofolder(root, split="train", streaming=True, cache_dir=str(tmp_path / "cache")))
+    assert sorted((r["label"], r["label_name"]) for r in stream) == [(0, "bird")] * 2 + [(1, "cat")] * 2 + \
+        [(2, "dog")] * 2
+    assert load_audio(stream[0]["audio"], 16000).numel() == 800
+    _assert_decodes(dd["train"])
+    # drop_labels=True still drops them
+    dropped = load_audiofolder(root, drop_labels=True, cache_dir=str(tmp_path / "cache"))
+    assert "label" not in dropped["train"].column_names
 
 
 @pytest.fixture

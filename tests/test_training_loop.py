@@ -123,6 +123,212 @@ def test_bad_inputs_have_clear_errors(tmp_path):
         fit(_Net(), _data(), collate_fn=_collate, compute_loss=nan_loss, config=_cfg(tmp_path / "n"))
 
 
+# --- gradient accumulation, the learning-rate schedule and its log, resuming on other data ---------------------------
+
+class _Linear(torch.nn.Module):
+    """y = w.x + b in float64, whose MSE gradient is written out by hand in _hand_gradient."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = torch.nn.Linear(4, 1).double()
+
+    def forward(self, x):
+        return self.lin(x.double()).squeeze(-1)
+
+
+def _hand_gradient(model, batch):
+    """d/d(w, b) of mean((w.x + b - y)^2) = (2/B) * (sum r_i x_i, sum r_i) with r = w.x + b - y, at the current
+    weights."""
+    lin = getattr(model, "module", model).lin
+    x, y = batch[0].double(), batch[1].double()
+    w, b = lin.weight.detach()[0], lin.bias.detach()[0]
+    r = x @ w + b - y
+    return torch.cat([2 * (r[:, None] * x).mean(0), (2 * r.mean())[None]])
+
+
+class _RecordingAdamW(torch.optim.AdamW):
+    """AdamW that records, at every step, the gradient it is given (weight then bias) and its learning rate."""
+
+    def __init__(self, model, **kw):
+        self.names = {id(p): n for n, p in model.named_parameters()}
+        super().__init__(model.parameters(), **kw)
+        self.grads, self.lrs = [], []
+
+    def step(self, closure=None):
+        grads = {self.names[id(p)]: p.grad.detach().flatten().clone() for g in self.param_groups for p in g["params"]}
+        self.grads.append(torch.cat([grads["lin.weight"], grads["lin.bias"]]))
+        self.lrs.append(self.param_groups[0]["lr"])
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("rows, accum, windows", [(40, 2, [[0, 1], [2, 3], [4]]), (48, 4, [[0, 1, 2, 3], [4, 5]])])
+def test_each_optimizer_step_gets_the_mean_gradient_of_its_own_window(tmp_path, rows, accum, windows):
+    """5 batches with accumulation 2: the last step has one micro-batch, and accelerate alone divided its gradient by
+    2 (half the mean); 6 batches with 4: the last window of 2 got half its mean too."""
+    micro = []
+
+    def loss(model, batch):
+        micro.append(_hand_gradient(model, batch))
+        x, y = batch
+        return torch.nn.functional.mse_loss(model(x), y.double())
+
+    model = _Linear()
+    opt = _RecordingAdamW(model, lr=1e-2, weight_decay=0.0)
+    fit(model, _data(rows), collate_fn=_collate, compute_loss=loss, optimizer=opt,
+        config=_cfg(tmp_path, num_epochs=1, gradient_accumulation_steps=accum, max_grad_norm=None,
+                    save_checkpoints=False))
+    assert len(micro) == rows // 8 and len(opt.grads) == len(windows)
+    for window, grad in zip(windows, opt.grads):
+        expected = torch.stack([micro[i] for i in window]).mean(0)
+        torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
+
+
+_ACCUM_WORKER = """
+import json, os, sys
+import torch
+from hf_alm.training.loop import TrainConfig, fit, make_accelerator
+
+out_dir, result_path = sys.argv[1], sys.argv[2]
+torch.manual_seed(0)
+data = [(torch.randn(3, dtype=torch.float64), torch.randn((), dtype=torch.float64)) for _ in range(24)]
+model = torch.nn.Linear(3, 1).double()
+micro, steps = [], []
+
+
+def hand_gradient(lin, x, y):  # d/d(w, b) of mean((w.x + b - y)^2), from the current weights
+    r = x @ lin.weight.detach()[0] + lin.bias.detach()[0] - y
+    return (2 * (r[:, None] * x).mean(0)).tolist() + [2 * r.mean().item()]
+
+
+def compute_loss(model, batch):
+    x, y = batch
+    micro.append(hand_gradient(getattr(model, "module", model), x, y))
+    return torch.nn.functional.mse_loss(model(x).squeeze(-1), y)
+
+
+class Recording(torch.optim.SGD):
+    def step(self, closure=None):
+        steps.append(model.weight.grad.flatten().tolist() + model.bias.grad.flatten().tolist())
+        return super().step(closure)
+
+
+config = TrainConfig(output_dir=out_dir, num_epochs=1, batch_size=4, learning_rate=0.1, max_grad_norm=None,
+                     gradient_accumulation_steps=2, seed=3, save_checkpoints=False)
+accelerator = make_accelerator(config)
+fit(model, data, collate_fn=lambda rows: tuple(torch.stack(c) for c in zip(*rows)), compute_loss=compute_loss,
+    config=config, accelerator=accelerator, optimizer=Recording(model.parameters(), lr=0.1))
+with open(f"{result_path}.{accelerator.process_index}", "w") as fh:
+    json.dump({"micro": micro, "steps": steps, "num_processes": accelerator.num_processes}, fh)
+accelerator.wait_for_everyone()
+sys.stdout.flush()
+os._exit(0)  # skip gloo's C++ teardown, which can abort after everything has finished
+"""
+
+
+def test_accumulation_under_ddp_averages_each_window_over_its_micro_batches_and_ranks(tmp_path, run_ranks):
+    """2 CPU processes, 24 rows in batches of 4: 3 batches per process, windows of 2 and 1. DDP averages the ranks
+    (its no_sync skips the all-reduce inside a window); each step must see the mean over its window's micro-batches
+    and over both ranks of the gradients written out by hand."""
+    script = tmp_path / "worker.py"
+    script.write_text(_ACCUM_WORKER)
+    run_ranks([script, tmp_path / "out", tmp_path / "result.json"], 2)
+    ranks = [json.loads((tmp_path / f"result.json.{r}").read_text()) for r in range(2)]
+    assert [r["num_processes"] for r in ranks] == [2, 2]
+    micro = [torch.tensor(r["micro"], dtype=torch.float64) for r in ranks]
+    assert [len(m) for m in micro] == [3, 3] and [len(r["steps"]) for r in ranks] == [2, 2]
+    for step, window in enumerate([[0, 1], [2]]):
+        expected = torch.stack([m[window].mean(0) for m in micro]).mean(0)
+        for r in ranks:
+            torch.testing.assert_close(torch.tensor(r["steps"][step], dtype=torch.float64), expected, rtol=1e-12,
+                                       atol=1e-12)
+
+
+def _transformers_cosine(step, warmup, total):
+    """transformers' get_cosine_schedule_with_warmup factor (num_cycles=0.5), written out."""
+    import math
+
+    if step < warmup:
+        return step / max(1, warmup)
+    return max(0.0, 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
+
+
+def _schedule_run(tmp_path):
+    """40 rows in batches of 8, accumulation 2: windows of 2, 2, 1 batches = 3 steps per epoch, 6 in 2 epochs;
+    warmup_ratio 0.1 -> ceil(0.6) = 1 warm-up step (int() gave none)."""
+    model = _Linear()
+    opt = _RecordingAdamW(model, lr=1e-2, weight_decay=0.0)
+    result = fit(model, _data(40), collate_fn=_collate, compute_loss=lambda m, b: _loss(m, (b[0], b[1].double())),
+                 optimizer=opt, config=_cfg(tmp_path, num_epochs=2, gradient_accumulation_steps=2, warmup_ratio=0.1,
+                                            save_checkpoints=False))
+    return result, opt, [1e-2 * _transformers_cosine(s, 1, 6) for s in range(6)]
+
+
+def test_learning_rate_per_step_follows_transformers_cosine_with_warmup(tmp_path):
+    import math
+
+    from transformers import get_cosine_schedule_with_warmup
+
+    _, opt, expected = _schedule_run(tmp_path)
+    assert expected[0] == 0.0 and expected[1] == 1e-2  # one warm-up step, then the peak
+    assert opt.lrs == pytest.approx(expected, abs=1e-15)
+    # the same numbers as transformers' own scheduler with the Trainer's warm-up (ceil(total * warmup_ratio))
+    ref_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-2)
+    ref = get_cosine_schedule_with_warmup(ref_opt, math.ceil(6 * 0.1), 6)
+    lrs = []
+    for _ in range(6):
+        lrs.append(ref_opt.param_groups[0]["lr"])
+        ref_opt.step()
+        ref.step()
+    assert opt.lrs == pytest.approx(lrs, abs=1e-15)
+
+
+def test_logged_learning_rate_is_the_rate_the_step_used(tmp_path):
+    """history's lr was read after scheduler.step(): the next step's rate."""
+    result, opt, expected = _schedule_run(tmp_path)
+    windows = [3 * epoch + i // 2 for epoch in range(2) for i in range(5)]  # the optimizer step of each micro-batch
+    logged = [h["lr"] for h in result.history]
+    assert len(logged) == 10 and len(opt.lrs) == 6
+    assert logged == [opt.lrs[w] for w in windows]  # what the optimizer was given at its step
+    assert logged == pytest.approx([expected[w] for w in windows], abs=1e-15)
+
+
+def test_resume_with_another_number_of_batches_per_epoch_is_refused(tmp_path, capsys):
+    """The data on disk grew from 40 to 80 rows between the interruption and the resume: 10 batches per epoch
+    instead of 5, and the schedule (15 steps then 30) would have jumped back into warm-up."""
+    def stop_after_first(epoch, metrics):
+        if epoch == 0:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        fit(_Net(), _data(40), collate_fn=_collate, compute_loss=_loss, config=_cfg(tmp_path),
+            on_epoch_end=stop_after_first)
+    state_file = tmp_path / "checkpoints" / "train" / "epoch_0" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    assert (state["batches_per_epoch"], state["steps_per_epoch"], state["total_steps"]) == (5, 5, 3 * 5)
+    with pytest.raises(ValueError) as info:
+        fit(_Net(), _data(80), collate_fn=_collate, compute_loss=_loss,
+            config=_cfg(tmp_path, resume_from_checkpoint="latest"))
+    text = str(info.value)
+    assert f"checkpoint {state_file.parent} was written with another number of batches or optimizer steps" in text
+    assert ("batches_per_epoch: 5 (recorded) != 10 (now); steps_per_epoch: 5 (recorded) != 10 (now); "
+            "total_steps: 15 (recorded) != 30 (now)") in text and "(80 rows now)" in text
+    # more epochs: the same epochs, another schedule
+    with pytest.raises(ValueError, match=r"differing: total_steps: 15 \(recorded\) != 20 \(now\)\."):
+        fit(_Net(), _data(40), collate_fn=_collate, compute_loss=_loss,
+            config=_cfg(tmp_path, num_epochs=4, resume_from_checkpoint="latest"))
+    # a checkpoint of an older hf-alm (none of them recorded) resumes with a warning
+    for key in ("batches_per_epoch", "steps_per_epoch", "total_steps"):
+        del state[key]
+    state_file.write_text(json.dumps(state))
+    capsys.readouterr()
+    resumed = fit(_Net(), _data(40), collate_fn=_collate, compute_loss=_loss,
+                  config=_cfg(tmp_path, resume_from_checkpoint="latest"))
+    assert resumed.resumed_from == str(state_file.parent) and resumed.global_step == 15
+    assert "records no batches_per_epoch, steps_per_epoch, total_steps (written by an older hf-alm)" in \
+        capsys.readouterr().err
+
+
 def test_cpu_threads_per_process_rule(monkeypatch):
     """`accelerate launch` (without --cpu) exports OMP_NUM_THREADS=1; a CPU run then gets the cores shared out
     between its processes, an explicit --num_threads always wins, and any other setting is left alone."""
@@ -201,6 +407,26 @@ def test_run_identity_holds_what_changes_training_only(tmp_path):
         assert flag not in run, flag
     # the same flags written elsewhere, with other evaluation batches, are the same run
     assert _prepare(["--output_dir", tmp_path / "b", "--preset", "small"]) == run
+
+
+def test_resume_with_another_num_workers_is_refused(tmp_path):
+    """Random draws of datasets / collate functions (SpecAugment, ONE-PEACE masks) come from each DataLoader worker's
+    own generator: another --num_workers trains other weights, so a resume with it would mix two runs."""
+    out = tmp_path / "out"
+    run = _prepare(["--output_dir", out, "--num_workers", "0"])
+    assert run["num_workers"] == 0
+    _fake_checkpoint(out, run)
+    with pytest.raises(SystemExit, match=r"was written by another run; differing: --num_workers: 0 \(recorded\) != 2 "
+                                         r"\(now\)\."):
+        _prepare(["--output_dir", out, "--num_workers", "2", "--resume_from_checkpoint", "latest"])
+    # fit itself refuses it too, from the identity in TrainConfig.run
+    fit(_Net(), _data(), collate_fn=_collate, compute_loss=_loss,
+        config=_cfg(tmp_path / "fit", num_epochs=1, run=run))
+    other = _prepare(["--output_dir", tmp_path / "x", "--num_workers", "1"])
+    with pytest.raises(ValueError, match=r"differing: --num_workers: 0 \(recorded\) != 1 \(now\)"):
+        fit(_Net(), _data(), collate_fn=_collate, compute_loss=_loss,
+            config=_cfg(tmp_path / "fit", num_epochs=2, num_workers=1, run=other,
+                        resume_from_checkpoint="latest"))
 
 
 def test_fresh_run_into_a_folder_with_checkpoints_stops_before_any_work(tmp_path):

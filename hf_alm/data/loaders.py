@@ -214,11 +214,28 @@ def load_esc50(path: str | os.PathLike, *, esc10_only: bool = False, sampling_ra
 
     Labels are the ``target`` ids with ``category`` names (label == target for the full set). ``esc10_only=True``
     keeps the ESC-10 subset (``esc10 == True``), relabelled 0..9 in target order. Returns a ``Dataset``.
+
+    The metadata is checked: a file listed twice or a fold outside 1..5 is a DatasetLayoutError naming the rows
+    (line numbers of the CSV); audio files in ``audio/`` that the CSV does not list are ignored with a warning.
     """
     root = _existing_dir(path, "ESC-50")
     meta = _existing_file(root / "meta" / "esc50.csv", "ESC-50 metadata file meta/esc50.csv")
     audio_dir = _existing_dir(root / "audio", "ESC-50 audio")
     _, table = _read_csv(meta, ["filename", "fold", "target", "category"], "ESC-50 metadata")
+    lines: dict[str, list[int]] = {}
+    for i, r in enumerate(table):
+        r["_line"] = i + 2  # the header is line 1
+        lines.setdefault(r["filename"], []).append(r["_line"])
+    repeated = {name: rows for name, rows in lines.items() if len(rows) > 1}
+    if repeated:
+        shown = "; ".join(f"{name!r} on rows {', '.join(map(str, rows))}" for name, rows in list(repeated.items())[:5])
+        raise DatasetLayoutError(f"ESC-50 metadata '{meta}' lists {len(repeated)} file(s) more than once: {shown}"
+                                 + ("; ..." if len(repeated) > 5 else ""))
+    unlisted = sorted(p.name for p in audio_dir.iterdir() if _is_audio(p) and p.name not in lines)
+    if unlisted:
+        logger.warning("ESC-50 audio folder '%s' holds %d audio file(s) that '%s' does not list (ignored): %s",
+                       audio_dir, len(unlisted), meta,
+                       ", ".join(f"'{n}'" for n in unlisted[:3]) + (", ..." if len(unlisted) > 3 else ""))
     if esc10_only:
         if "esc10" not in table[0]:
             raise DatasetLayoutError(f"ESC-50 metadata '{meta}' has no 'esc10' column, needed for esc10_only=True")
@@ -226,13 +243,17 @@ def load_esc50(path: str | os.PathLike, *, esc10_only: bool = False, sampling_ra
         if not table:
             raise DatasetLayoutError(f"ESC-50 metadata '{meta}' marks no clip as esc10")
     categories: dict[int, str] = {}
-    for i, r in enumerate(table):
+    for r in table:
         try:
             target, fold = int(r["target"]), int(r["fold"])
         except ValueError:
             raise DatasetLayoutError(
-                f"ESC-50 metadata '{meta}' row {i + 2}: target {r['target']!r} / fold {r['fold']!r} are not integers"
+                f"ESC-50 metadata '{meta}' row {r['_line']}: target {r['target']!r} / fold {r['fold']!r} are not "
+                "integers"
             ) from None
+        if not 1 <= fold <= 5:
+            raise DatasetLayoutError(f"ESC-50 metadata '{meta}' row {r['_line']} ({r['filename']!r}): fold {fold} is "
+                                     "not one of 1..5")
         if categories.setdefault(target, r["category"]) != r["category"]:
             raise DatasetLayoutError(
                 f"ESC-50 metadata '{meta}': target {target} is both {categories[target]!r} and {r['category']!r}"
@@ -299,13 +320,25 @@ def _default_audio_dir(csv_path: Path, candidates: Sequence[str]) -> Path:
 
 
 def _index_audio(folder: Path) -> dict[str, str]:
-    """stem -> path of every audio file under ``folder`` (recursive); first one wins on duplicates."""
+    """stem -> path of every audio file under ``folder`` (recursive), the same on every file system: the folder is
+    walked in sorted order, a folder's own files (by name) before its sub-folders (by name, depth first). When a stem
+    occurs more than once (``a.flac`` and ``a.wav``, or ``x/a.wav`` and ``y/a.wav``) the first file in that order
+    wins, with a warning."""
     index: dict[str, str] = {}
-    for dirpath, _, files in os.walk(folder):
+    repeated: dict[str, list[str]] = {}
+    for dirpath, dirnames, files in os.walk(folder):
+        dirnames.sort()  # os.walk visits the sub-folders in this list's order
         for name in sorted(files):
             p = Path(dirpath) / name
             if _is_audio(p):
-                index.setdefault(p.stem, str(p))
+                if p.stem in index:
+                    repeated.setdefault(p.stem, [index[p.stem]]).append(str(p))
+                else:
+                    index[p.stem] = str(p)
+    if repeated:
+        stem, paths = next(iter(repeated.items()))
+        logger.warning("%d file name(s) occur more than once under '%s' (the first in sorted order is used), e.g. "
+                       "'%s': %s", len(repeated), folder, stem, ", ".join(f"'{p}'" for p in paths))
     return index
 
 
@@ -354,9 +387,13 @@ def load_audiocaps(
 
     Rows of the same clip (``youtube_id`` + ``start_time``; the val/test CSVs have 5 captions per clip) are merged into
     one row whose ``captions`` lists them in CSV order. A clip's file is found in ``audio_dir`` (searched recursively)
-    by its stem: ``{youtube_id}``, ``Y{youtube_id}``, ``{youtube_id}_{start_time}`` (also ``_{start}000``),
-    ``Y{youtube_id}_{start:.3f}_{start+10:.3f}`` (AudioSet style) or ``{audiocap_id}``; or, with ``file_column``, by a
-    CSV column holding the file name relative to ``audio_dir``. ``audio_dir`` defaults to the folder named like the
+    by its stem, the names that include the start time first: ``{youtube_id}_{start_time}`` (also ``_{start}000``,
+    ``_{start:.3f}``), ``Y{youtube_id}_{start:.3f}_{start+10:.3f}`` (AudioSet style) and their ``Y`` / non-``Y``
+    forms, then ``{audiocap_id}``, and the bare ``{youtube_id}`` / ``Y{youtube_id}`` last (when one file per video
+    was downloaded); or, with ``file_column``, by a CSV column holding the file name relative to ``audio_dir``. Two
+    clips (CSV keys) that resolve to the same file are a DatasetLayoutError naming both rows (e.g. only ``abc.wav``
+    for the clips ``abc`` at 30 s and at 100 s). A stem found twice under ``audio_dir``: see the warning of the
+    sorted walk (the first file in sorted order is used). ``audio_dir`` defaults to the folder named like the
     CSV (``train.csv`` -> ``train/``), else ``audio/``, next to the CSV, else the CSV's own folder. ``split`` defaults
     to the CSV name when it is train / val / validation / test. Clips whose audio is missing raise, or are dropped
     with a warning under ``on_missing="skip"`` (AudioCaps downloads usually miss some YouTube videos).
@@ -370,9 +407,9 @@ def load_audiocaps(
     split = split if split is not None else _split_from_stem(csv_file.stem, ("train", "val", "validation", "test"))
 
     groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in table:
+    for line, r in enumerate(table, start=2):  # the header is line 1
         key = (r[file_column],) if file_column else (r["youtube_id"], r.get("start_time", ""))
-        g = groups.setdefault(key, {"row": r, "captions": [], "ids": []})
+        g = groups.setdefault(key, {"row": r, "line": line, "captions": [], "ids": []})
         if r[caption_column].strip():
             g["captions"].append(r[caption_column].strip())
         if r.get("audiocap_id"):
@@ -385,14 +422,23 @@ def load_audiocaps(
             paths.append(str(folder / key[0]))
             continue
         ytid, start = key
-        stems = [ytid, f"Y{ytid}"]
-        stems += [f"{p}{ytid}_{s}" for s in _start_time_variants(start) for p in ("", "Y")] + g["ids"]
+        # exact (start-time) names first: a bare {youtube_id} file may be another clip of the same video
+        stems = [f"{p}{ytid}_{s}" for s in _start_time_variants(start) for p in ("", "Y")] + g["ids"]
+        stems += [ytid, f"Y{ytid}"]
         found = next((index[s] for s in stems if s in index), None)
         paths.append(found if found is not None else str(folder / f"{ytid}.wav"))
     keep = _check_files(paths, f"AudioCaps CSV '{csv_file}' (audio folder '{folder}')", on_missing)
     items = [(p, g) for p, g, ok in zip(paths, groups.values(), keep) if ok]
     if not items:
         raise DatasetLayoutError(f"no audio of AudioCaps CSV '{csv_file}' found in '{folder}'")
+    owner: dict[str, dict[str, Any]] = {}
+    for p, g in items:
+        first = owner.setdefault(os.path.normpath(p), g)
+        if first is not g:
+            raise DatasetLayoutError(
+                f"AudioCaps CSV '{csv_file}': rows {first['line']} ({_clip_key(first['row'], file_column)}) and "
+                f"{g['line']} ({_clip_key(g['row'], file_column)}) are different clips but both resolve to the file "
+                f"'{p}'" + ("" if file_column else "; name the files {youtube_id}_{start_time} (or pass file_column)"))
     datasets = _datasets()
     rows = {
         "audio": [p for p, _ in items],
@@ -407,6 +453,12 @@ def load_audiocaps(
         rows["split"] = [split] * len(items)
         extra["split"] = datasets.Value("string")
     return _caption_dataset(rows, sampling_rate, extra)
+
+
+def _clip_key(row: dict[str, str], file_column: str | None) -> str:
+    if file_column:
+        return f"{file_column} {row[file_column]!r}"
+    return f"youtube_id {row['youtube_id']!r}, start_time {row.get('start_time', '')!r}"
 
 
 _CLOTHO_CAPTION = re.compile(r"^caption_?(\d+)$")
@@ -654,11 +706,72 @@ def load_audiofolder(
     ``Dataset`` for ``split=...``; iterable versions with ``streaming=True``) in the common schema; captions default
     to ``"the sound of <label>"`` when there is a label but no caption column.
     ``load_kwargs`` go to ``datasets.load_dataset`` (e.g. ``cache_dir``, ``drop_labels``).
+
+    Class sub-folders *and* a metadata file: ``datasets`` then drops the folder labels; when the metadata has no label
+    column (and ``label_column`` / ``drop_labels=True`` are not given) the label is taken from each file's parent
+    folder here, by the rule and with the class order of the folder-only layout (:func:`_folder_classes`).
     """
     folder = _existing_dir(path, "audiofolder")
     ds = _datasets().load_dataset("audiofolder", data_dir=str(folder), split=split, streaming=streaming,
                                   **load_kwargs)
+    if label_column is None and not load_kwargs.get("drop_labels"):
+        ds = _add_folder_labels(ds, folder, load_kwargs)
     return _normalise_any(ds, label_column=label_column, caption_column=caption_column, sampling_rate=sampling_rate)
+
+
+def _folder_classes(folder: Path, load_kwargs: dict) -> list[str] | None:
+    """The class names of an audiofolder's class sub-folders, as ``datasets`` labels a folder-only layout: the parent
+    folder names of all audio files of every split, sorted, when there are at least two of them and every file lies
+    at the same depth; None otherwise, and when a file lies in the folder itself or directly in its split folder
+    (``train/a.wav``: a split, not a class)."""
+    datasets = _datasets()
+    kw = {k: load_kwargs[k] for k in ("cache_dir", "data_files") if k in load_kwargs}
+    builder = datasets.load_dataset_builder("audiofolder", data_dir=str(folder), **kw)
+    root = os.path.normpath(os.path.abspath(folder))
+    names, depths = set(), set()
+    for split_name, files in (builder.config.data_files or {}).items():
+        for f in files:
+            if os.path.splitext(str(f))[1].lower() not in builder.EXTENSIONS:
+                continue  # metadata.csv / .jsonl
+            parent = os.path.dirname(os.path.normpath(os.path.abspath(str(f))))
+            if parent == root or os.path.basename(parent) == str(split_name):
+                return None
+            names.add(os.path.basename(parent))
+            depths.add(len(Path(str(f)).parts))
+    return sorted(names) if len(names) > 1 and len(depths) == 1 else None
+
+
+def _add_folder_labels(ds, folder: Path, load_kwargs: dict):
+    """Give the splits of a loaded audiofolder the ``label`` of their class sub-folders (``ClassLabel`` of
+    :func:`_folder_classes`) where ``datasets`` left none out because of a metadata file; audio is not decoded."""
+    datasets = _datasets()
+    dict_types = (datasets.DatasetDict, datasets.IterableDatasetDict)
+    parts = dict(ds) if isinstance(ds, dict_types) else {None: ds}
+    if any(p.features is None or "label" in p.features for p in parts.values()):
+        return ds  # labels already there (folder-only layout, or a label column in the metadata)
+    names = _folder_classes(folder, load_kwargs)
+    if names is None:
+        return ds
+    index = {n: i for i, n in enumerate(names)}
+    label = datasets.ClassLabel(names=names)
+
+    def label_of(path) -> int:
+        name = os.path.basename(os.path.dirname(str(path)))
+        if name not in index:
+            raise DatasetLayoutError(f"audiofolder '{folder}': the file '{path}' is in the folder {name!r}, which is "
+                                     f"not one of the class folders {names}")
+        return index[name]
+
+    out = {}
+    for key, part in parts.items():
+        audio = part.features["audio"]
+        raw = part.cast_column("audio", datasets.Audio(decode=False))
+        if isinstance(part, datasets.IterableDataset):
+            raw = _imap(raw, lambda a: {"label": label_of(a["path"])}, "audio", {"label": label})
+            out[key] = raw.cast_column("audio", audio)
+        else:
+            out[key] = part.add_column("label", [label_of(a["path"]) for a in raw["audio"]], feature=label)
+    return type(ds)(out) if isinstance(ds, dict_types) else out[None]
 
 
 def load_hub(

@@ -3,13 +3,16 @@
 ``fit`` trains a model for one *stage* (e.g. ``"base"``, ``"teminal_a"``) with Accelerate:
 
 * deterministic data order: a seeded permutation per epoch (same on every process, so sharding is consistent);
-* AdamW (no weight decay on biases and norms), linear warm-up then cosine decay, gradient clipping, accumulation;
+* AdamW (no weight decay on biases and norms), linear warm-up then cosine decay (transformers' convention,
+  :func:`_warmup_cosine`), gradient clipping, accumulation: every optimizer step gets the mean gradient of its own
+  window of micro-batches, the shorter last window of an epoch included;
 * tqdm progress bars on the local main process only, optional trackers (``--report_to``);
 * one checkpoint per epoch, ``{output_dir}/checkpoints/{stage}/epoch_{k}`` (``accelerator.save_state``: model,
   optimizer, scheduler and every RNG, plus ``trainer_state.json``), written to a temporary folder and renamed;
 * resume (``resume_from_checkpoint="latest"``, an output folder, or one epoch folder): training continues with the
   same next loss as an uninterrupted run; a stage whose last epoch is already saved is restored and skipped, so a
-  multi-stage recipe resumes where it stopped;
+  multi-stage recipe resumes where it stopped; a checkpoint whose batches / optimizer steps per epoch or total steps
+  differ from this run's (the data on disk changed, another batch size or process count) is refused;
 * run identity (``TrainConfig.run``, from :func:`run_identity`): the recipe, the model type and the flags that change
   what is trained, recorded in every checkpoint's ``trainer_state.json`` (and by the cross-validation recipes in every
   ``folds/<fold>/fold_results.json``); resuming from a checkpoint of another run fails and names the differing flags.
@@ -149,7 +152,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, default_text: dict[str, 
     g.add_argument("--weight_decay", type=float, default=d["weight_decay"],
                    help="AdamW weight decay; never applied to biases and norms (default: %(default)s)")
     g.add_argument("--warmup_ratio", type=float, default=d["warmup_ratio"],
-                   help="fraction of optimizer steps of linear warm-up before cosine decay (default: %(default)s)")
+                   help="fraction of optimizer steps of linear warm-up (rounded up, as transformers' Trainer) before "
+                        "cosine decay (default: %(default)s)")
     g.add_argument("--max_grad_norm", type=float, default=d["max_grad_norm"],
                    help="clip the gradient norm to this value; 0 disables clipping (default: %(default)s)")
     g.add_argument("--gradient_accumulation_steps", type=int, default=d["gradient_accumulation_steps"],
@@ -167,7 +171,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, default_text: dict[str, 
     g.add_argument("--mixed_precision", default=d["mixed_precision"], choices=["no", "fp16", "bf16"],
                    help="mixed precision mode passed to accelerate (default: %(default)s)")
     g.add_argument("--num_workers", type=int, default=d["num_workers"],
-                   help="DataLoader worker processes (default: %(default)s)")
+                   help="DataLoader worker processes; part of the run identity, since random augmentations draw "
+                        "other numbers in workers (default: %(default)s)")
     g.add_argument("--num_threads", type=int, default=None,
                    help=f"torch CPU threads per process; 0 keeps torch's own setting {threads_default}")
     g.add_argument("--push_to_hub", action="store_true",
@@ -181,9 +186,12 @@ def add_common_args(parser: argparse.ArgumentParser, *, default_text: dict[str, 
 
 # ------------------------------------------------------------------------------------------------ run identity
 
-#: flags that never change the trained weights: where the run writes, how it logs, its parallelism, evaluation batches
+#: flags that never change the trained weights: where the run writes, how it logs, its CPU threads, evaluation
+#: batches. Not ``num_workers``: the random draws of datasets and collate functions (ONE-PEACE captions and masks,
+#: BEATs SpecAugment) come from the main process's generator without workers and from each worker's own seeded
+#: generator with them, so another worker count trains other weights (and a resume with it would mix two runs).
 RUN_IDENTITY_IGNORED = frozenset({
-    "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "report_to", "num_workers", "num_threads",
+    "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "report_to", "num_threads",
     "default_num_threads", "push_to_hub", "hub_model_id", "hub_private", "eval_batch_size", "keep_checkpoints",
 })
 _NOT_FLAGS = ("recipe", "model_type")
@@ -495,12 +503,22 @@ def _param_groups(model: torch.nn.Module, weight_decay: float):
     return [g for g in groups if g["params"]]
 
 
+def _warmup_steps(warmup_ratio: float, total_steps: int) -> int:
+    """Warm-up steps of ``warmup_ratio``: rounded up, as transformers' Trainer does
+    (``TrainingArguments.get_warmup_steps``: ``math.ceil(num_training_steps * warmup_ratio)``)."""
+    return math.ceil(warmup_ratio * total_steps)
+
+
 def _warmup_cosine(total_steps: int, warmup_steps: int):
+    """The ``LambdaLR`` factor of optimizer step ``step`` (0-based), transformers' convention
+    (``get_cosine_schedule_with_warmup`` with ``num_cycles=0.5``): ``step / warmup_steps`` during the warm-up (so the
+    first step runs at 0 and step ``warmup_steps`` at the peak), then ``0.5 * (1 + cos(pi * progress))`` with
+    ``progress = (step - warmup_steps) / (total_steps - warmup_steps)``, never below 0."""
     def factor(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
     return factor
 
@@ -540,6 +558,11 @@ def fit(
     ``compute_loss(model, batch)`` returns a loss tensor, ``(loss, logs)``, a dict with ``"loss"`` or an output with
     ``.loss``. ``eval_fn(unwrapped_model)`` runs after each epoch (in eval mode, no grad) and returns metrics.
     ``on_epoch_end(epoch, metrics)`` runs after the epoch's checkpoint is saved.
+
+    With ``gradient_accumulation_steps=k`` the batches of an epoch form windows of ``k`` (the last one may be shorter)
+    and each optimizer step sees the mean of its window's micro-batch gradients: the loss is scaled by
+    ``1 / len(window)`` (accelerate alone would divide the last, shorter window by ``k`` too). ``history`` has one
+    record per micro-batch; its ``lr`` is the rate the window's optimizer step uses.
     """
     from tqdm.auto import tqdm
 
@@ -566,13 +589,20 @@ def fit(
                         num_workers=config.num_workers, drop_last=config.drop_last)
     if optimizer is None:
         optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.learning_rate)
+    accum = accelerator.gradient_accumulation_steps
+    if accum != config.gradient_accumulation_steps:
+        raise ValueError(f"[{stage}] the accelerator accumulates {accum} batches per optimizer step but "
+                         f"config.gradient_accumulation_steps is {config.gradient_accumulation_steps}; build it "
+                         "with make_accelerator(config)")
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
 
-    steps_per_epoch = math.ceil(len(loader) / config.gradient_accumulation_steps)
+    batches = len(loader)  # per process
+    steps_per_epoch = math.ceil(batches / accum)
     total_steps = max(1, steps_per_epoch * config.num_epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _warmup_cosine(total_steps, int(config.warmup_ratio * total_steps)))
+        optimizer, _warmup_cosine(total_steps, _warmup_steps(config.warmup_ratio, total_steps)))
     accelerator.register_for_checkpointing(scheduler)
+    schedule = {"batches_per_epoch": batches, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps}
 
     stage_dir = Path(config.output_dir) / "checkpoints" / stage
     result = FitResult(model=accelerator.unwrap_model(model))
@@ -583,6 +613,7 @@ def fit(
         diffs = run_differences(state["run"], config.run) if state.get("run") and config.run else []
         if diffs:
             raise ValueError(f"[{stage}] checkpoint {ckpt} was written by another run; differing: {'; '.join(diffs)}")
+        _check_schedule(state, schedule, ckpt, stage, n, accelerator)
         accelerator.load_state(str(ckpt))
         start_epoch = state["epoch"] + 1
         result.global_step = state["global_step"]
@@ -602,20 +633,30 @@ def fit(
     clip = config.max_grad_norm if config.max_grad_norm and config.max_grad_norm > 0 else None
     for epoch in range(start_epoch, config.num_epochs):
         model.train()
+        accelerator.step = 0  # accelerate's accumulation counter: the windows start with the epoch
         sampler.set_epoch(epoch)
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
         bar = tqdm(loader, desc=f"{stage} epoch {epoch + 1}/{config.num_epochs}", disable=not main,
                    dynamic_ncols=True, leave=False)
         losses = []
-        for batch in bar:
+        for index, batch in enumerate(bar):
+            # the accumulation window of this batch: accum batches, the epoch's last window possibly fewer
+            window = min(accum, batches - index // accum * accum)
             with accelerator.accumulate(model):
+                last = (index + 1) % accum == 0 or index + 1 == batches
+                if accelerator.sync_gradients != last:
+                    raise RuntimeError(f"[{stage}] accelerate's accumulation is out of step with the epoch's windows "
+                                       f"of {accum} batches: batch {index} of {batches} (sync_gradients="
+                                       f"{accelerator.sync_gradients}, accelerator.step={accelerator.step})")
                 loss, logs = _split_loss(compute_loss(model, batch))
                 if not torch.isfinite(loss.detach()).all():
                     raise FloatingPointError(f"[{stage}] non-finite loss {loss.item()} at step {result.global_step}")
-                accelerator.backward(loss)
+                # accelerator.backward divides by accum: the window's gradients then add up to their mean
+                accelerator.backward(loss if window == accum else loss * (accum / window))
                 if accelerator.sync_gradients and clip is not None:
                     accelerator.clip_grad_norm_(model.parameters(), clip)
+                lr = optimizer.param_groups[0]["lr"]  # the rate of this window's step (the scheduler moves next)
                 optimizer.step()
                 if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
                     scheduler.step()
@@ -624,8 +665,8 @@ def fit(
             losses.append(mean_loss)
             if accelerator.sync_gradients:
                 result.global_step += 1
-            record = {"epoch": epoch, "step": result.global_step, "loss": mean_loss,
-                      "lr": optimizer.param_groups[0]["lr"], **{k: _scalar(v) for k, v in logs.items()}}
+            record = {"epoch": epoch, "step": result.global_step, "loss": mean_loss, "lr": lr,
+                      **{k: _scalar(v) for k, v in logs.items()}}
             result.history.append(record)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
             if accelerator.log_with and result.global_step % max(1, config.log_every) == 0:
@@ -645,7 +686,7 @@ def fit(
             accelerator.log({f"{stage}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
                             step=result.global_step)
         if config.save_checkpoints:
-            _save_checkpoint(accelerator, stage_dir, epoch, result, config.run)
+            _save_checkpoint(accelerator, stage_dir, epoch, result, config.run, schedule)
         if on_epoch_end is not None:
             on_epoch_end(epoch, metrics)
 
@@ -674,7 +715,29 @@ def _forget(accelerator, optimizer, loader, scheduler) -> None:
         models[:] = keep
 
 
-def _save_checkpoint(accelerator, stage_dir: Path, epoch: int, result: FitResult, run: dict | None = None) -> None:
+def _check_schedule(state: dict, schedule: dict, ckpt: Path, stage: str, rows: int, accelerator) -> None:
+    """Refuse a checkpoint whose batches / optimizer steps per epoch or total optimizer steps differ from this run's:
+    the epochs would no longer line up and the learning-rate schedule would jump (e.g. back into warm-up). A
+    checkpoint of an older hf-alm that records none of them resumes with a warning."""
+    recorded = {k: state[k] for k in schedule if k in state}
+    if not recorded:
+        if accelerator.is_main_process:
+            print(f"warning: [{stage}] checkpoint {ckpt} records no {', '.join(schedule)} (written by an older "
+                  "hf-alm); cannot check that the data and the learning-rate schedule match this run",
+                  file=sys.stderr)
+        return
+    diffs = [f"{k}: {recorded[k]!r} (recorded) != {schedule[k]!r} (now)"
+             for k in recorded if recorded[k] != schedule[k]]
+    if diffs:
+        raise ValueError(f"[{stage}] checkpoint {ckpt} was written with another number of batches or optimizer steps; "
+                         f"differing: {'; '.join(diffs)}. The dataset changed ({rows} rows now), or the batch size, "
+                         "the gradient accumulation, the number of epochs or of processes did; resuming would put the "
+                         "epochs and the learning-rate schedule out of step. Restore them, or start over with "
+                         "--overwrite_output_dir")
+
+
+def _save_checkpoint(accelerator, stage_dir: Path, epoch: int, result: FitResult, run: dict | None = None,
+                     schedule: dict | None = None) -> None:
     final = stage_dir / f"epoch_{epoch}"
     tmp = stage_dir / f".epoch_{epoch}.tmp"
     if accelerator.is_main_process:
@@ -684,7 +747,7 @@ def _save_checkpoint(accelerator, stage_dir: Path, epoch: int, result: FitResult
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        state = {"epoch": epoch, "global_step": result.global_step, "history": result.history,
+        state = {"epoch": epoch, "global_step": result.global_step, **(schedule or {}), "history": result.history,
                  "epoch_metrics": result.epoch_metrics, "run": run}
         (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=1))
         if final.exists():

@@ -16,6 +16,15 @@ whose backward sums the gradient of every process for the local shard. Every pro
 *whole* global batch (the returned value is identical on every process and equal to the single-process loss of the
 concatenated batch); the gradient each process gets for its own shard is ``world_size`` times its share, which the
 gradient averaging of DistributedDataParallel turns back into exactly the single-process gradient.
+
+Logit-scale cap: these losses take the multiplier they are given and clamp nothing. The hf-alm models clamp it inside
+``forward`` (CLAP-TeminAL ``exp(logit_scale_a).clamp(max=logit_scale_max)``, ONE-PEACE
+``logit_scale.clamp(0, log(logit_scale_max)).exp()``), so once the parameter is past the cap its gradient is zero:
+it stops learning there (AdamW's momentum may still carry it a little further) and no gradient brings it back below
+the cap. open_clip and LAION-CLAP instead clamp the *parameter* in place after every optimizer step
+(``with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))``): it sits exactly at the cap and keeps
+receiving gradients that can pull it down again. The two agree until the scale first reaches the cap; for the
+open_clip behaviour, clamp the parameter after ``optimizer.step()``.
 """
 
 from __future__ import annotations
