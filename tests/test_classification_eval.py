@@ -91,3 +91,60 @@ def test_predict_logits_batches_like_one_call():
     one_by_one = torch.cat([predict_logits(model, fe, [c], batch_size=1) for c in clips])
     torch.testing.assert_close(batched, one_by_one, atol=1e-5, rtol=1e-5)
     assert batched.shape == (3, 3)
+
+
+def test_accuracy_module_refuses_non_integer_class_ids():
+    """[0.5, 1.0] against [0, 1] scored 1.0: evaluate cast 0.5 to class 0 silently."""
+    metric = load_metric("accuracy")
+    with pytest.raises(ValueError, match=r"predictions must be integer class ids; got 0\.5 at position 0"):
+        metric.compute(predictions=[0.5, 1.0], references=[0, 1])
+    with pytest.raises(ValueError, match=r"references must be integer class ids; got 1\.5 at position 1"):
+        metric.compute(predictions=[0, 1], references=[0, 1.5])
+    with pytest.raises(ValueError, match=r"predictions must be integer class ids; got nan at position 0"):
+        metric.add_batch(predictions=[float("nan")], references=[0])
+    with pytest.raises(ValueError, match=r"predictions must be integer class ids; got 0\.25"):
+        metric.add(prediction=0.25, reference=0)
+    with pytest.raises(ValueError, match=r"predictions must be integer class ids; got dtype <U1"):
+        metric.compute(predictions=["a", "b"], references=[0, 1])
+    # integral floats are class ids (as classification_metrics accepts them): 2 of 3 right by hand
+    assert metric.compute(predictions=[0.0, 1.0, 2.0], references=[0, 1, 1]) == {"accuracy": pytest.approx(2 / 3)}
+
+
+def _tie_break_average(logits, refs, score):
+    """Average of ``score(refs, preds)`` over every way to pick one of each row's top-scoring classes (a random
+    tie-break picks each such combination with the same probability)."""
+    import itertools
+
+    tops = [np.flatnonzero(row == row.max()) for row in logits]
+    values = [score(refs, np.array(choice)) for choice in itertools.product(*tops)]
+    return np.mean(values, axis=0)
+
+
+def test_metrics_from_logits_counts_ties_as_the_average_over_tie_breaks():
+    """All-equal logits gave class 0 for every row (argmax): accuracy 1/4 here instead of the expected 1/3."""
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    assert metrics_from_logits(np.zeros((4, 3)), [0, 1, 2, 2])["accuracy"] == pytest.approx(1 / 3)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        n, c = int(rng.integers(1, 7)), int(rng.integers(2, 5))
+        logits = rng.integers(0, 2, size=(n, c)).astype(np.float64)  # many ties
+        refs = rng.integers(0, c, n)
+        out = metrics_from_logits(logits, refs)
+        assert out["accuracy"] == pytest.approx(_tie_break_average(logits, refs, sklearn_metrics.accuracy_score))
+        assert out["balanced_accuracy"] == pytest.approx(
+            _tie_break_average(logits, refs, lambda r, p: np.mean([np.mean(p[r == k] == k) for k in np.unique(r)])))
+        np.testing.assert_allclose(out["confusion_matrix"], _tie_break_average(
+            logits, refs, lambda r, p: sklearn_metrics.confusion_matrix(r, p, labels=range(c))), atol=1e-12)
+        # macro-F1 of the expected counts = scikit-learn's F1 with every tied class weighted 1 / (number tied)
+        rows, preds = np.nonzero(logits == logits.max(axis=1, keepdims=True))
+        weights = 1.0 / (logits == logits.max(axis=1, keepdims=True)).sum(axis=1)[rows]
+        assert out["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(refs[rows], preds, average="macro",
+                                                                         sample_weight=weights))
+        assert out["num_examples"] == n
+
+
+def test_metrics_from_logits_refuses_non_finite_logits_naming_the_row():
+    with pytest.raises(ValueError, match=r"logits row 1: non-finite score nan \(class 0\)"):
+        metrics_from_logits(np.array([[0.0, 1.0, 0.0], [np.nan, 0.0, 0.0]]), [1, 1])
+    with pytest.raises(ValueError, match=r"logits row 0: non-finite score inf"):
+        metrics_from_logits(np.array([[np.inf, 0.0]]), [0])

@@ -1,6 +1,7 @@
 """ZSTE-style evaluation: exact scores for an oracle with known answers, an order-blind model at chance, agreement with
 transformers' own ClapModel forward, the local `evaluate` module, and the reporting helpers."""
 
+import itertools
 import json
 import math
 import re
@@ -111,13 +112,15 @@ def test_oracle_scores_perfectly():
     comps, singles = _rows()
     res = evaluate_zste(OracleModel(), OracleProcessor(), {"compositions": comps, "singles": singles}, batch_size=3)
     for key in ("order_accuracy", "relation_accuracy", "both_events_accuracy", "zero_shot_accuracy",
-                "audio_to_text_R@1", "text_to_audio_R@1", "audio_to_text_R@5", "text_to_audio_R@10"):
+                "audio_to_text_R@1", "text_to_audio_R@1", "audio_to_text_R@5", "text_to_audio_R@5"):
         assert res[key] == pytest.approx(1.0), key
+    assert "audio_to_text_R@10" not in res and "text_to_audio_R@10" not in res  # 8 clips: R@10 says nothing
     assert res["order_num_items"] == 5 * 3  # 5 sequence clips x (before, after, then)
     assert res["relation_num_items"] == 8 * 2
     assert res["both_events_num_items"] == 8
+    assert res["both_events_num_choices"] == 5 and res["both_events_chance"] == pytest.approx(1 / 5)
     assert res["zero_shot_num_items"] == 5 and res["zero_shot_num_classes"] == 5
-    assert res["retrieval_num_audio"] == 8 and res["retrieval_num_texts"] == 8
+    assert res["retrieval_num_audio"] == 8 and res["retrieval_num_texts"] == 8 and res["retrieval_num_skipped"] == 0
 
 
 def test_order_blind_model_is_at_chance_on_order_only():
@@ -162,11 +165,12 @@ def test_metric_helpers_against_hand_computed_values():
     assert multiple_choice_accuracy([[0.1, 0.9], [0.5, 0.5], [0.3, 0.2, 0.3]], [1, 0, 2]) == pytest.approx(
         (1 + 0.5 + 0.5) / 3)
     sim = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.7, 0.6, 0.1]])
-    # query 0 correct=0 (rank 0); query 1 correct=1 (rank 1); query 2 correct=2 (rank 2)
+    # query 0 correct=0 (rank 0); query 1 correct=1 (rank 1); query 2 correct=2 (rank 2); R@3 of 3 candidates omitted
     r = recall_at_k(sim, [[0], [1], [2]], ks=(1, 2, 3))
-    assert r == {1: pytest.approx(1 / 3), 2: pytest.approx(2 / 3), 3: pytest.approx(1.0)}
+    assert r == {1: pytest.approx(1 / 3), 2: pytest.approx(2 / 3)}
     out = retrieval_metrics(torch.eye(3), torch.eye(3)[[0, 1]], [[0], [1], [1]], ks=(1,))
-    assert out["audio_to_text_R@1"] == pytest.approx(2 / 3)  # clip 2 has no matching direction -> miss
+    # clip 2 is orthogonal to both texts: its caption ties with the other text -> half a hit, not a miss by column order
+    assert out["audio_to_text_R@1"] == pytest.approx((1 + 1 + 0.5) / 3)
     assert out["text_to_audio_R@1"] == pytest.approx(1.0)
 
 
@@ -257,6 +261,172 @@ def test_evaluate_module_loads_offline_and_matches():
     assert out["recall@2"] == pytest.approx(1.0)  # last item: the answer ranks second; ties fit in the top 2
     with pytest.raises(ValueError, match="reference index 5 is out of range for 2"):
         metric.compute(predictions=[[0.1, 0.2]], references=[5])
+
+
+# --- fixes: overlap twins in retrieval, both-events chance, ties, NaN, R@k with k >= candidates, bad input ---------
+
+def _overlap(a, b):
+    return {"audio": {"array": 0.5 * (_tone(a, 0.5) + _tone(b, 0.5)), "sampling_rate": SR}, "kind": "overlap",
+            "first": a, "second": b}
+
+
+def _sequence(a, b):
+    return {"audio": {"array": np.concatenate([_tone(a, 0.25), _tone(b, 0.25)]), "sampling_rate": SR},
+            "kind": "sequence", "first": a, "second": b}
+
+
+def test_retrieval_keeps_one_clip_of_each_overlap_twin():
+    """A + B and B + A are the same sound and "A while B" / "B while A" mean the same: with both in the retrieval set
+    a perfect model got R@1 = 0.75 here (each twin's caption was counted as a wrong answer)."""
+    comps = [_overlap("alpha_tone", "beta_tone"), _overlap("beta_tone", "alpha_tone"),
+             _sequence("gamma_tone", "delta_tone"), _sequence("delta_tone", "gamma_tone")]
+    res = evaluate_zste(OracleModel(), OracleProcessor(), comps, tasks=("retrieval",), ks=(1,))
+    assert res == {"audio_to_text_R@1": 1.0, "text_to_audio_R@1": 1.0, "retrieval_num_audio": 3,
+                   "retrieval_num_texts": 3, "retrieval_num_skipped": 1}
+    # default settings, every ordered pair of the 5 classes as a sequence and as an overlap: 20 + 20 clips, of which
+    # 10 overlaps are twins (and a repeated sequence pair is left out too)
+    pairs = [(a, b) for a in NAMES for b in NAMES if a != b]
+    comps = [_sequence(a, b) for a, b in pairs] + [_overlap(a, b) for a, b in pairs] + [_sequence(*pairs[0])]
+    res = evaluate_zste(OracleModel(), OracleProcessor(), comps, batch_size=16)
+    for key in ("audio_to_text_R@1", "audio_to_text_R@5", "audio_to_text_R@10", "text_to_audio_R@1",
+                "text_to_audio_R@5", "text_to_audio_R@10"):
+        assert res[key] == 1.0, key
+    assert (res["retrieval_num_audio"], res["retrieval_num_skipped"]) == (30, 11)
+
+
+def test_both_events_reports_fewer_choices_than_asked_and_warns(caplog):
+    """3 classes allow only 2 distinct distractors of "A before B" ("C before B", "A before C"): 3 choices, chance
+    1/3, not the 1/5 that num_distractors=4 promises -- it was silent."""
+    names = ["alpha_tone", "beta_tone", "gamma_tone"]
+    comps = [_sequence("alpha_tone", "beta_tone"), _overlap("beta_tone", "gamma_tone")]
+    with caplog.at_level("WARNING", logger="hf_alm.evaluation.zste"):
+        items = build_zste_items(comps, class_names=names, num_distractors=4)
+    both = [it for it in items if it.task == "both_events"]
+    assert sorted(both[0].choices) == ["alpha tone before beta tone", "alpha tone before gamma tone",
+                                       "gamma tone before beta tone"]
+    assert [len(it.choices) for it in both] == [3, 3]
+    assert "fewer than the 4 requested distractors" in caplog.text and "3 event classes" in caplog.text
+    res = evaluate_zste(OracleModel(), OracleProcessor(), comps, class_names=names, num_distractors=4)
+    assert res["both_events_num_choices"] == 3 and res["both_events_chance"] == pytest.approx(1 / 3)
+    assert res["both_events_accuracy"] == 1.0
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_alm.evaluation.zste"):
+        build_zste_items(comps, class_names=NAMES, num_distractors=4)  # 5 classes: enough, no warning
+    assert caplog.text == ""
+
+
+def _brute_force_hit(row, positives, k):
+    """Average over every order of the candidates (as the tie-break of a stable sort by score) of 1[a positive in
+    the top k]."""
+    n, hits, count = len(row), 0, 0
+    for perm in itertools.permutations(range(n)):
+        ranked = sorted(range(n), key=lambda j: (-row[j], perm[j]))
+        hits += any(j in positives for j in ranked[:k])
+        count += 1
+    return hits / count
+
+
+def test_ties_count_as_the_average_over_all_tie_orders():
+    import evaluate
+
+    from hf_alm.evaluation.metrics import metric_path
+
+    rng = np.random.default_rng(0)
+    metric = evaluate.load(metric_path("zste"))
+    for _ in range(40):
+        q, n = int(rng.integers(1, 4)), int(rng.integers(3, 7))
+        sim = rng.integers(0, 3, size=(q, n)).astype(np.float64) / 4  # few distinct values: many ties
+        pos = [sorted(set(rng.integers(0, n, size=int(rng.integers(1, 3))).tolist())) for _ in range(q)]
+        got = recall_at_k(torch.tensor(sim), pos, ks=(1, 2, 3))
+        for k, v in got.items():
+            assert v == pytest.approx(np.mean([_brute_force_hit(sim[i], pos[i], k) for i in range(q)])), (sim, pos, k)
+        answers = [p[0] for p in pos]
+        want_acc = np.mean([_brute_force_hit(sim[i], [answers[i]], 1) for i in range(q)])
+        assert multiple_choice_accuracy(sim.tolist(), answers) == pytest.approx(want_acc)
+        out = metric.compute(predictions=sim.tolist(), references=answers, k_values=[1, 2])
+        assert out["accuracy"] == pytest.approx(want_acc)
+        assert out["recall@2"] == pytest.approx(np.mean([_brute_force_hit(sim[i], [answers[i]], 2) for i in range(q)]))
+    # the auditor's case: all scores equal, 10 clips x 5 captions. audio->text R@5 = P(one of 5 correct texts among
+    # the first 5 of 50 in random order) = 1 - (45 * 44 * 43 * 42 * 41) / (50 * 49 * 48 * 47 * 46); it was 0.10
+    n_clips, n_caps = 10, 5
+    out = retrieval_metrics(torch.ones(n_clips, 4) / 2, torch.ones(n_clips * n_caps, 4) / 2,
+                            [[i * n_caps + c for c in range(n_caps)] for i in range(n_clips)])
+    assert out["audio_to_text_R@5"] == pytest.approx(1 - np.prod([(45 - j) / (50 - j) for j in range(5)]))
+    assert out["audio_to_text_R@1"] == pytest.approx(5 / 50)
+    assert out["text_to_audio_R@1"] == pytest.approx(1 / 10) and out["text_to_audio_R@5"] == pytest.approx(5 / 10)
+
+
+def test_near_ties_are_not_ties():
+    """One definition everywhere: exact equality. (A tolerance made 1.0, 1.0 - 8e-7, 1.0 - 1.6e-6 tie pairwise but not
+    all three: the three answers' credits did not sum to 1.)"""
+    import evaluate
+
+    from hf_alm.evaluation.metrics import metric_path
+
+    metric = evaluate.load(metric_path("zste"))
+    s = [1.0, 1.0 - 0.8e-6, 1.0 - 1.6e-6]
+    for answer, want in enumerate([1.0, 0.0, 0.0]):
+        assert multiple_choice_accuracy([s], [answer]) == want
+        assert metric.compute(predictions=[s], references=[answer])["accuracy"] == want
+        assert recall_at_k(torch.tensor([s]), [[answer]], ks=(1,))[1] == want
+
+
+def test_non_finite_scores_are_refused_naming_the_row():
+    import evaluate
+
+    from hf_alm.evaluation.metrics import metric_path
+
+    with pytest.raises(ValueError, match=r"item 1: non-finite score nan \(candidate 0\)"):
+        multiple_choice_accuracy([[0.2, 0.1], [np.nan, 0.1]], [0, 1])
+    with pytest.raises(ValueError, match=r"item 0: non-finite score nan \(candidate 0\)"):
+        evaluate.load(metric_path("zste")).compute(predictions=[[np.nan, 0.1]], references=[1])
+    with pytest.raises(ValueError, match=r"query\) 2: non-finite score inf \(candidate 1\)"):
+        recall_at_k(torch.tensor([[0.1, 0.2], [0.3, 0.1], [0.0, np.inf]]), [[0], [1], [0]], ks=(1,))
+    audio = torch.eye(3)
+    audio[1, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"query\) 1: non-finite score nan"):
+        retrieval_metrics(audio, torch.eye(3), [[0], [1], [2]], ks=(1,))
+
+
+def test_recall_at_k_omits_k_not_below_the_number_of_candidates():
+    """With 4 clips every query is a hit at R@5 / R@10 whatever the model does; they were reported as 1.0."""
+    import evaluate
+
+    from hf_alm.evaluation.metrics import metric_path
+
+    comps, _ = _rows()
+    res = evaluate_zste(OracleModel(order_blind=True), OracleProcessor(), comps[:4], tasks=("retrieval",))
+    assert sorted(k for k in res if "@" in k) == ["audio_to_text_R@1", "text_to_audio_R@1"]
+    sim = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8]])
+    assert sorted(recall_at_k(sim, [[0], [1]], ks=(1, 2, 3, 5))) == [1, 2]
+    out = evaluate.load(metric_path("zste")).compute(predictions=sim.tolist(), references=[0, 1], k_values=[1, 2, 3])
+    assert sorted(k for k in out if k.startswith("recall@")) == ["recall@1", "recall@2"]  # the module agrees
+    # text->audio ranks the 2 clips, audio->text the 3 texts: each direction keeps its own k < candidates
+    out = retrieval_metrics(torch.eye(3)[:2], torch.eye(3), [[0, 2], [1]], ks=(1, 2))
+    assert sorted(out) == ["audio_to_text_R@1", "audio_to_text_R@2", "text_to_audio_R@1"]
+
+
+def test_bad_zste_input_names_the_problem():
+    comps, singles = _rows()
+    mixed = [dict(comps[0], kind="sequense")] + comps[1:] + singles
+    with pytest.raises(ValueError, match=r"row 0: kind must be 'sequence' or 'overlap'.*got 'sequense'"):
+        evaluate_zste(OracleModel(), OracleProcessor(), mixed)
+    with pytest.raises(ValueError, match=r"order needs composition rows.*relation needs composition rows"):
+        evaluate_zste(OracleModel(), OracleProcessor(), singles, tasks=("order", "relation"))
+    with pytest.raises(ValueError, match=r"zero_shot needs single-event rows"):
+        evaluate_zste(OracleModel(), OracleProcessor(), comps, tasks=("order", "zero_shot"))
+    with pytest.raises(ValueError, match=r"order needs sequence compositions"):
+        evaluate_zste(OracleModel(), OracleProcessor(), comps[5:], tasks=("order",))
+    with pytest.raises(ValueError, match=r"both_events needs num_distractors >= 1 \(got 0\)"):
+        evaluate_zste(OracleModel(), OracleProcessor(), comps, tasks=("both_events",), num_distractors=0)
+    with pytest.raises(ValueError, match="no rows"):
+        evaluate_zste(OracleModel(), OracleProcessor(), [])
+    # default tasks: what the data supports (compositions only -> no zero-shot), no error
+    assert "zero_shot_accuracy" not in evaluate_zste(OracleModel(), OracleProcessor(), comps)
+    with pytest.raises(ValueError, match=r"clip 1: caption index -1 is out of range for 3 texts"):
+        retrieval_metrics(torch.eye(3), torch.eye(3), [[0], [-1], [2]])
+    with pytest.raises(ValueError, match=r"clip 2: caption index 3 is out of range for 3 texts"):
+        retrieval_metrics(torch.eye(3), torch.eye(3), [[0], [1], [3]])
 
 
 @pytest.mark.parametrize("subtype,channels", [("PCM_16", 1), ("PCM_24", 2), ("PCM_32", 1), ("FLOAT", 1),

@@ -20,7 +20,12 @@ def add_parser(subparsers) -> None:
         "B then A, A while B) from a labelled single-event dataset and run the ZSTE-style tasks (order, relation, "
         "both events, zero-shot classification, retrieval R@1/5/10) with any model that has get_audio_features / "
         "get_text_features. classification: zero-shot ('This is a sound of X.') for a dual encoder, or the "
-        "classifier head of an audio-classification model. retrieval: R@1/5/10 between clips and their captions.",
+        "classifier head of an audio-classification model (its id2label names are matched to the dataset's "
+        "classes). retrieval: R@1/5/10 between clips and their captions, one text query per (clip, caption) as in "
+        "the AudioCaps / Clotho protocol. Ties count as the expected value of a random tie-break. Clips longer than "
+        "the feature extractor's max length are cut to their first max_length samples: there is no CLAP 'fusion' of "
+        "several crops, so a fused LAION-CLAP checkpoint (e.g. laion/clap-htsat-fused) on clips longer than its 10 s "
+        "window will not reproduce LAION-CLAP's published numbers.",
     )
     parser.add_argument("task", choices=TASKS, help="what to evaluate")
     parser.add_argument("model", help="model folder (save_pretrained / recipe output) or Hub id, with its processor")
@@ -172,7 +177,7 @@ def run(args) -> int:
 def _classification(args, ds, processor, model, templates, sampling_rate) -> dict:
     import numpy as np
 
-    from hf_alm.evaluation.classification import classification_metrics, metrics_from_logits, predict_logits
+    from hf_alm.evaluation.classification import metrics_from_logits, predict_logits
     from hf_alm.evaluation.retrieval import audio_rows, embed_audio, embed_texts, load_clip
 
     names = _label_names(ds)
@@ -183,15 +188,39 @@ def _classification(args, ds, processor, model, templates, sampling_rate) -> dic
 
         clf = AutoModelForAudioClassification.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
         logits = predict_logits(clf, processor, clips, sampling_rate=sampling_rate, batch_size=args.batch_size)
-        return metrics_from_logits(logits, labels, label_names=[clf.config.id2label[i] for i in
-                                                                range(logits.shape[1])])
+        columns = _classifier_columns(clf.config.id2label, logits.shape[1], names)
+        # column j of the reordered logits scores the dataset's class j: predictions and references share one space
+        return metrics_from_logits(logits[:, columns], labels, label_names=names)
     prompts = [templates.zero_shot.format(label=templates.phrase(n)) for n in names]
     audio = embed_audio(model, processor, clips, sampling_rate=sampling_rate, batch_size=args.batch_size)
     text = embed_texts(model, processor, prompts)
-    preds = (audio @ text.t()).argmax(1).numpy()
-    out = classification_metrics(preds, np.asarray(labels), label_names=names)
+    out = metrics_from_logits(audio.double() @ text.double().t(), np.asarray(labels), label_names=names)
     out["prompts"] = prompts
     return out
+
+
+def _classifier_columns(id2label, num_outputs: int, names: list[str]) -> list[int]:
+    """For each dataset class name, the classifier output (``config.id2label``) of that name; ``ValueError`` listing
+    the differences when the model's label set is not exactly the dataset's (no partial mapping)."""
+    model_names = {}
+    for key, name in (id2label or {}).items():
+        model_names[int(key)] = str(name)
+    if sorted(model_names) != list(range(num_outputs)):
+        raise ValueError(f"the classifier has {num_outputs} outputs but its config.id2label has ids "
+                         f"{sorted(model_names)}; cannot name its predictions")
+    by_name: dict[str, int] = {}
+    for i in range(num_outputs):
+        if model_names[i] in by_name:
+            raise ValueError(f"the classifier's config.id2label names {model_names[i]!r} twice (ids "
+                             f"{by_name[model_names[i]]} and {i}); cannot match it to the dataset's classes")
+        by_name[model_names[i]] = i
+    missing = [n for n in names if n not in by_name]
+    extra = [n for n in by_name if n not in set(names)]
+    if missing or extra:
+        raise ValueError(f"the classifier's labels (config.id2label, {num_outputs}) are not the dataset's classes "
+                         f"({len(names)}): dataset classes the model lacks: {missing}; model labels not in the "
+                         f"dataset: {extra}")
+    return [by_name[n] for n in names]
 
 
 def _retrieval(args, ds, model, processor, sampling_rate) -> dict:
@@ -203,12 +232,20 @@ def _retrieval(args, ds, model, processor, sampling_rate) -> dict:
     keep = [i for i, c in enumerate(captions) if c]
     if not keep:
         raise ValueError("retrieval: no clip of the dataset has a caption")
-    texts = sorted({c for i in keep for c in captions[i]})
-    index = {t: k for k, t in enumerate(texts)}
+    # one text query per (clip, caption), as LAION-CLAP / open_clip score AudioCaps and Clotho: a caption string that
+    # several clips share is several queries, each with its own clip as the one correct answer. Each distinct string
+    # is embedded once, so the copies' scores tie exactly.
+    columns = [c for i in keep for c in captions[i]]
+    audio_texts, start = [], 0
+    for i in keep:
+        audio_texts.append(list(range(start, start + len(captions[i]))))
+        start += len(captions[i])
+    uniq = sorted(set(columns))
+    index = {t: k for k, t in enumerate(uniq)}
     audio_col = audio_rows(ds)
     clips = [load_clip(audio_col[i], sampling_rate) for i in keep]
     audio = embed_audio(model, processor, clips, sampling_rate=sampling_rate, batch_size=args.batch_size)
-    text = embed_texts(model, processor, texts)
-    out = retrieval_metrics(audio, text, [[index[c] for c in captions[i]] for i in keep])
-    out.update({"num_audio": len(keep), "num_texts": len(texts)})
+    text = embed_texts(model, processor, uniq)[[index[c] for c in columns]]
+    out = retrieval_metrics(audio, text, audio_texts)
+    out.update({"num_audio": len(keep), "num_texts": len(columns), "num_distinct_texts": len(uniq)})
     return out

@@ -4,10 +4,16 @@ Works for any dual encoder with ``get_audio_features`` / ``get_text_features`` -
 transformers' ``ClapModel`` alike. Both return types are handled: a tensor (transformers < 5) or a ``ModelOutput``
 whose ``pooler_output`` holds the projected embedding (transformers v5). Embeddings are L2-normalised here, so every
 score is a cosine similarity whatever the model returns.
+
+Ties, in every metric of hf-alm's evaluation layer (multiple-choice accuracy, R@k, zero-shot / classifier accuracy,
+the local ``zste`` and classification metrics): candidates tie when their scores are *exactly* equal (no tolerance;
+identical texts share one embedding, so their scores tie exactly), and a tie counts as the expected value over a
+uniformly random order of the tied candidates (:func:`tie_aware_hit_probability`). Non-finite scores are refused.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +29,7 @@ __all__ = [
     "multiple_choice_accuracy",
     "recall_at_k",
     "retrieval_metrics",
+    "tie_aware_hit_probability",
 ]
 
 
@@ -151,7 +158,10 @@ def embed_audio(model, processor, clips: Sequence, *, sampling_rate: int, batch_
     """``(N, D)`` L2-normalised audio embeddings of ``clips`` (1-D float arrays/tensors at ``sampling_rate``).
 
     Clips longer than the feature extractor's maximum length are cut to their first ``max_length`` samples *here*,
-    deterministically (transformers' ``ClapFeatureExtractor`` would otherwise pick a random crop).
+    deterministically (transformers' ``ClapFeatureExtractor`` would otherwise pick a random crop). There is no CLAP
+    "fusion" of several crops of a long clip: a fused LAION-CLAP checkpoint (``truncation="fusion"``, e.g.
+    ``laion/clap-htsat-fused``) sees only the first ``max_length`` samples, so on clips longer than that (AudioCaps /
+    Clotho clips are 10-30 s, CLAP's window is 10 s) its scores will not reproduce LAION-CLAP's published numbers.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
@@ -204,25 +214,64 @@ def embed_texts(model, processor, texts: Sequence[str], *, batch_size: int = 64)
     return torch.cat(chunks)
 
 
-def multiple_choice_accuracy(scores: Sequence[Sequence[float]], correct: Sequence[int], *,
-                             tie_atol: float = 1e-6) -> float:
+def tie_aware_hit_probability(ahead: int, tied: int, tied_correct: int, k: int) -> float:
+    """Probability that a correct candidate is among the top ``k`` when the candidates tied with the best-scoring
+    correct one are put in a uniformly random order.
+
+    ``ahead`` candidates score strictly higher than the best correct one; ``tied`` candidates (the best correct one
+    included) have exactly its score, ``tied_correct`` of them correct. The ``m = k - ahead`` remaining slots are
+    filled from the tied group: the hit probability is ``1 - C(tied - tied_correct, m) / C(tied, m)`` (``m / tied``
+    for a single correct candidate). Ties are exact equality of the scores, everywhere in hf-alm's metrics.
+    """
+    if not 1 <= tied_correct <= tied or ahead < 0 or k < 1:
+        raise ValueError(f"need 0 <= ahead, 1 <= tied_correct <= tied and k >= 1; got ahead={ahead}, tied={tied}, "
+                         f"tied_correct={tied_correct}, k={k}")
+    slots = min(k - ahead, tied)
+    if slots <= 0:
+        return 0.0
+    return 1.0 - math.comb(tied - tied_correct, slots) / math.comb(tied, slots)
+
+
+def _check_finite(scores: np.ndarray, row_name: str, first_row: int = 0) -> None:
+    """``ValueError`` naming the first row (``row_name`` and its index) of the 2-D ``scores`` with a NaN / Inf."""
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(f"{row_name} {first_row + row}: non-finite score {scores[row, col]} (candidate {col}); scores "
+                         "must be finite (a NaN/Inf embedding or logit?)")
+
+
+def _check_ks(ks) -> list[int]:
+    out = []
+    for k in ks:
+        if isinstance(k, bool) or int(k) != k or k < 1:
+            raise ValueError(f"k of R@k must be a positive integer; got {k!r}")
+        out.append(int(k))
+    return out
+
+
+def multiple_choice_accuracy(scores: Sequence[Sequence[float]], correct: Sequence[int]) -> float:
     """Mean accuracy of multiple-choice items: 1 when the correct choice has the highest score.
 
-    Ties are scored as an unbiased random tie-break would be on average: when the correct choice is among ``k`` choices
-    within ``tie_atol`` of the maximum, the item counts ``1 / k``. (Plain ``argmax`` would credit a model that scores
-    every choice the same whenever the correct answer comes first.)
+    Ties are scored as an unbiased random tie-break would be on average: when the correct choice is among ``t``
+    choices with exactly the maximum score, the item counts ``1 / t`` (:func:`tie_aware_hit_probability` with
+    ``k = 1``). Plain ``argmax`` would credit a model that scores every choice the same whenever the correct answer
+    comes first. Non-finite scores are refused (``ValueError`` naming the item).
     """
     if len(scores) != len(correct):
         raise ValueError(f"{len(scores)} score rows but {len(correct)} answers")
     if not len(scores):
         return float("nan")
     hits = []
-    for s, c in zip(scores, correct):
+    for i, (s, c) in enumerate(zip(scores, correct)):
         s = np.asarray(s, dtype=np.float64)
-        if not 0 <= c < len(s):
-            raise ValueError(f"answer index {c} is out of range for {len(s)} choices")
-        top = np.flatnonzero(s >= s.max() - tie_atol)
-        hits.append(1.0 / len(top) if c in top else 0.0)
+        if s.ndim != 1 or s.size == 0:
+            raise ValueError(f"item {i}: scores must be a non-empty 1-D list; got shape {s.shape}")
+        if isinstance(c, bool) or int(c) != c or not 0 <= c < len(s):
+            raise ValueError(f"item {i}: answer index {c!r} is out of range for {len(s)} choices")
+        _check_finite(s[None], "item", first_row=i)
+        target = s[int(c)]
+        hits.append(tie_aware_hit_probability(int(np.sum(s > target)), int(np.sum(s == target)), 1, 1))
     return float(np.mean(hits))
 
 
@@ -230,35 +279,61 @@ def recall_at_k(similarity: torch.Tensor, positives: Sequence[Sequence[int]], ks
     """Recall@k of queries (rows of ``similarity``) against candidates (columns).
 
     ``positives[i]`` lists the candidate columns that are correct for query ``i``; a query counts as a hit at ``k``
-    when any of them ranks among its top ``k`` (ties broken by column order, as a stable sort does).
+    when any of them ranks among its top ``k``. Ties count as their expected value under a random order of the tied
+    candidates (:func:`tie_aware_hit_probability`), not by column order. Only ``k`` smaller than the number of
+    candidates are reported (with ``k >= candidates`` every query is a hit; the ZSTE ``evaluate`` module omits those
+    ``k`` too). Non-finite similarities and out-of-range / empty positives are refused with a ``ValueError``.
     """
     sim = torch.as_tensor(similarity, dtype=torch.float64)
     if sim.ndim != 2 or sim.shape[0] != len(positives):
         raise ValueError(f"similarity must be (queries, candidates) with one row per positives entry; got "
                          f"{tuple(sim.shape)} and {len(positives)} entries")
-    order = torch.argsort(-sim, dim=1, stable=True)
-    rank_of = torch.empty_like(order)
-    rank_of.scatter_(1, order, torch.arange(sim.shape[1]).expand_as(order))
-    best = []
+    sim = sim.cpu().numpy()
+    _check_finite(sim, "similarity row (query)")
+    num_candidates = sim.shape[1]
+    ks = [k for k in _check_ks(ks) if k < num_candidates]
+    hits: dict[int, list[float]] = {k: [] for k in ks}
     for i, pos in enumerate(positives):
+        pos = [int(j) for j in pos]
         if not pos:
             raise ValueError(f"query {i} has no correct candidate")
-        best.append(int(rank_of[i, list(pos)].min()))
-    best = np.asarray(best)
-    return {k: float(np.mean(best < k)) for k in ks}
+        bad = [j for j in pos if not 0 <= j < num_candidates]
+        if bad:
+            raise ValueError(f"query {i}: correct candidate index {bad[0]} is out of range for {num_candidates} "
+                             "candidates")
+        row, pos = sim[i], np.unique(pos)
+        best = row[pos].max()
+        ahead, tied, tied_correct = int(np.sum(row > best)), int(np.sum(row == best)), int(np.sum(row[pos] == best))
+        for k in ks:
+            hits[k].append(tie_aware_hit_probability(ahead, tied, tied_correct, k))
+    return {k: float(np.mean(v)) for k, v in hits.items()}
 
 
 def retrieval_metrics(audio_emb: torch.Tensor, text_emb: torch.Tensor, audio_texts: Sequence[Sequence[int]],
                       ks=(1, 5, 10)) -> dict[str, float]:
     """R@k audio->text and text->audio. ``audio_texts[i]`` = indices (into ``text_emb``) of clip ``i``'s captions.
 
-    Every text must belong to at least one clip; a text's correct clips are all clips that list it.
+    Every text must belong to at least one clip; a text's correct clips are all clips that list it. For the
+    AudioCaps / Clotho protocol (LAION-CLAP, open_clip) give every (clip, caption) pair its own text row, even when
+    two clips share a caption string: each text->audio query then has exactly one correct clip, and an audio->text
+    query is a hit when any of the clip's captions is in its top ``k``. Ties count as their expected value
+    (:func:`recall_at_k`); ``audio_to_text_R@k`` is reported for ``k`` < the number of texts and ``text_to_audio_R@k``
+    for ``k`` < the number of clips.
     """
-    sim = audio_emb.double() @ text_emb.double().t()
-    text_audios: list[list[int]] = [[] for _ in range(text_emb.shape[0])]
+    num_audio, num_texts = audio_emb.shape[0], text_emb.shape[0]
+    if len(audio_texts) != num_audio:
+        raise ValueError(f"audio_texts has {len(audio_texts)} entries for {num_audio} audio embeddings")
+    text_audios: list[list[int]] = [[] for _ in range(num_texts)]
     for i, idxs in enumerate(audio_texts):
         for j in idxs:
-            text_audios[j].append(i)
+            if isinstance(j, bool) or int(j) != j or not 0 <= j < num_texts:
+                raise ValueError(f"clip {i}: caption index {j!r} is out of range for {num_texts} texts")
+            text_audios[int(j)].append(i)
+    orphans = [j for j, a in enumerate(text_audios) if not a]
+    if orphans:
+        raise ValueError(f"text {orphans[0]} is no clip's caption ({len(orphans)} such texts); every text must be "
+                         "listed in audio_texts")
+    sim = audio_emb.double() @ text_emb.double().t()
     a2t = recall_at_k(sim, audio_texts, ks)
     t2a = recall_at_k(sim.t(), text_audios, ks)
     out = {f"audio_to_text_R@{k}": v for k, v in a2t.items()}

@@ -13,16 +13,27 @@ tasks are not public; this module implements a documented, deterministic **ZSTE-
     ``before`` / ``after`` / ``while`` (``"A before B"``, ``"A after B"``, ``"A while B"``). Chance 33 %.
 ``both_events``
     Every composition clip: its true caption versus ``num_distractors`` captions with the same relation where one or
-    both events are replaced by other classes (seeded construction). Chance ``1 / (1 + num_distractors)``.
+    both events are replaced by other classes (seeded construction). Chance ``1 / (1 + num_distractors)`` -- unless
+    the vocabulary is too small for that many distinct distractors (e.g. 3 classes allow at most 2): then items get
+    fewer choices, a warning is logged, and ``both_events_num_choices`` (mean choices per item) and
+    ``both_events_chance`` (mean ``1 / choices``) in the results give the real chance level.
 ``zero_shot``
     Single-event clips: ``"This is a sound of {label}."`` over all classes; accuracy.
 ``retrieval``
-    R@1/5/10 audio->text and text->audio over the composition clips and their canonical captions (duplicate captions
-    are merged; a query is correct if any of its captions / clips is retrieved).
+    R@1/5/10 audio->text and text->audio over the composition clips and their canonical captions, one caption per
+    clip and one clip per caption: a clip whose caption would repeat (or restate) one already in the set is left out
+    (``retrieval_num_skipped``). That covers the overlap twins -- ``A + B`` and ``B + A`` are the same sound, and
+    "A while B" / "B while A" mean the same, so both in the set would make a perfect model score R@1 < 1 -- and
+    repeated sequence pairs. So every query has exactly one correct item. R@k is reported for ``k`` below the number
+    of clips only (with ``k >= clips`` every query is a hit).
+
+Ties (exactly equal scores) count as the expected value of a random tie-break, non-finite scores are refused
+(``hf_alm.evaluation.retrieval``).
 
 Everything is deterministic: the only randomness is the seeded choice of distractors. Results are a flat ``dict``
 (``order_accuracy``, ``relation_accuracy``, ``both_events_accuracy``, ``zero_shot_accuracy``,
-``audio_to_text_R@{1,5,10}``, ``text_to_audio_R@{1,5,10}`` plus per-template detail and item counts);
+``audio_to_text_R@{1,5,10}``, ``text_to_audio_R@{1,5,10}`` plus per-template detail, item counts and the
+both-events chance level);
 :func:`format_zste_table` prints a before/after table and :func:`write_zste_json` writes JSON atomically.
 
 Input rows (``datasets.Dataset``, list of dicts): compositions carry ``audio``, ``kind`` (``"sequence"`` /
@@ -34,6 +45,7 @@ accepts.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -42,6 +54,8 @@ import numpy as np
 import torch
 
 from .retrieval import embed_audio, embed_texts, load_clip, multiple_choice_accuracy, retrieval_metrics
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ZsteTemplates",
@@ -66,6 +80,8 @@ HEADLINE_METRICS = (
 )
 
 SEQUENCE, OVERLAP = "sequence", "overlap"
+TASKS = ("order", "relation", "both_events", "zero_shot", "retrieval")
+COMPOSITION_TASKS = ("order", "relation", "both_events", "retrieval")
 
 
 def default_phrase(name: str) -> str:
@@ -151,6 +167,10 @@ def _split_input(data) -> tuple[list[dict], list[dict], list[str] | None]:
         comp, singles = data.get("compositions"), data.get("singles")
         return _rows(comp), _rows(singles), _label_names(singles)
     rows = _rows(data)
+    for idx, row in enumerate(rows):
+        if row.get("kind") not in (SEQUENCE, OVERLAP, None, ""):
+            raise ValueError(f"row {idx}: kind must be {SEQUENCE!r} or {OVERLAP!r} for a composition, or empty / "
+                             f"absent for a single-event clip; got {row['kind']!r}")
     comp = [r for r in rows if r.get("kind") in (SEQUENCE, OVERLAP)]
     singles = [r for r in rows if r.get("kind") not in (SEQUENCE, OVERLAP)]
     return comp, singles, _label_names(data)
@@ -170,7 +190,11 @@ def build_zste_items(compositions: Sequence[dict], *, templates: ZsteTemplates |
     """The multiple-choice items of the order / relation / both-events tasks for composition rows (no audio needed).
 
     ``class_names`` is the vocabulary distractors are drawn from (default: every event name in ``compositions``).
+    When it is too small for ``num_distractors`` distinct distractors, both-events items get fewer choices (their
+    chance level is higher than ``1 / (1 + num_distractors)``) and a warning says so.
     """
+    if num_distractors < 0:
+        raise ValueError(f"num_distractors must be >= 0; got {num_distractors}")
     templates = templates or ZsteTemplates()
     vocab = sorted(set(class_names or []) | {str(r[k]) for r in compositions for k in ("first", "second")})
     rng = np.random.default_rng(seed)
@@ -214,6 +238,13 @@ def build_zste_items(compositions: Sequence[dict], *, templates: ZsteTemplates |
             perm = rng.permutation(len(choices))
             shuffled = [choices[p] for p in perm]
             items.append(_Item("both_events", idx, shuffled, int(np.where(perm == 0)[0][0]), word))
+    short = [it for it in items if it.task == "both_events" and len(it.choices) < 1 + num_distractors]
+    if short:
+        logger.warning(
+            "both_events: %d of %d items have fewer than the %d requested distractors (as few as %d) -- the %d event "
+            "classes allow no more distinct ones; their chance level is above 1/%d (see both_events_chance)",
+            len(short), sum(it.task == "both_events" for it in items), num_distractors,
+            min(len(it.choices) for it in short) - 1, len(vocab), 1 + num_distractors)
     return items
 
 
@@ -225,15 +256,14 @@ def _score_items(items: Sequence[_Item], audio_emb: torch.Tensor, text_index: di
     scores, answers = [], []
     for item in items:
         cols = [text_index[c] for c in item.choices]
-        scores.append((text_emb[cols] @ audio_emb[item.clip]).tolist())
+        scores.append((text_emb[cols].double() @ audio_emb[item.clip].double()).tolist())
         answers.append(item.answer)
     return scores, answers
 
 
 def evaluate_zste(model, processor, dataset_or_compositions, *, batch_size: int = 32, sampling_rate: int | None = None,
                   templates: ZsteTemplates | None = None, class_names: Sequence[str] | None = None,
-                  num_distractors: int = 4, seed: int = 0,
-                  tasks: Sequence[str] = ("order", "relation", "both_events", "zero_shot", "retrieval"),
+                  num_distractors: int = 4, seed: int = 0, tasks: Sequence[str] | None = None,
                   ks: Sequence[int] = (1, 5, 10), progress: bool = False) -> dict:
     """Run the ZSTE-style tasks (module docstring) and return a flat dict of metrics.
 
@@ -248,10 +278,15 @@ def evaluate_zste(model, processor, dataset_or_compositions, *, batch_size: int 
         class_names: zero-shot classes and distractor vocabulary (default: the names found in the data).
         num_distractors: wrong choices per both-events item.
         seed: seeds the distractor choice (the only randomness).
-        tasks: subset of ``order``, ``relation``, ``both_events``, ``zero_shot``, ``retrieval``.
-        ks: the ``k`` of R@k.
+        tasks: subset of ``order``, ``relation``, ``both_events``, ``zero_shot``, ``retrieval``. Default: every task
+            the data has rows for (composition tasks with compositions, ``zero_shot`` with single clips). A task
+            named here that the data cannot run (no compositions, no sequence clip for ``order``, no single clips,
+            ``num_distractors=0`` for ``both_events``) is a ``ValueError`` naming it.
+        ks: the ``k`` of R@k (only ``k`` below the number of retrieval clips are reported).
     """
-    unknown = set(tasks) - {"order", "relation", "both_events", "zero_shot", "retrieval"}
+    explicit = tasks is not None
+    tasks = tuple(TASKS if tasks is None else ([tasks] if isinstance(tasks, str) else tasks))
+    unknown = set(tasks) - set(TASKS)
     if unknown:
         raise ValueError(f"unknown ZSTE task(s) {sorted(unknown)}; choose from order, relation, both_events, "
                          "zero_shot, retrieval")
@@ -264,6 +299,21 @@ def evaluate_zste(model, processor, dataset_or_compositions, *, batch_size: int 
     compositions, singles, label_names = _split_input(dataset_or_compositions)
     single_names = [_single_name(r, label_names) for r in singles]
     zs_classes = list(class_names) if class_names else (label_names or sorted(set(single_names)))
+    if not compositions and not singles:
+        raise ValueError("evaluate_zste: the input has no rows (neither composition nor single-event clips)")
+    if explicit:
+        why = {}
+        for task in tasks:
+            if task in COMPOSITION_TASKS and not compositions:
+                why[task] = "needs composition rows (kind 'sequence' / 'overlap') and the input has none"
+            elif task == "order" and all(r.get("kind") == OVERLAP for r in compositions):
+                why[task] = "needs sequence compositions and every composition is an overlap"
+            elif task == "both_events" and num_distractors < 1:
+                why[task] = f"needs num_distractors >= 1 (got {num_distractors})"
+            elif task == "zero_shot" and not singles:
+                why[task] = "needs single-event rows (label_name / ClassLabel label) and the input has none"
+        if why:
+            raise ValueError("ZSTE task(s) with no data: " + "; ".join(f"{t} {w}" for t, w in why.items()))
     results: dict = {}
 
     # --- composition tasks -------------------------------------------------------------------------------------
@@ -285,6 +335,9 @@ def evaluate_zste(model, processor, dataset_or_compositions, *, batch_size: int 
             scores, answers = _score_items(task_items, audio_emb, text_index, text_emb)
             results[f"{task}_accuracy"] = multiple_choice_accuracy(scores, answers)
             results[f"{task}_num_items"] = len(task_items)
+            if task == "both_events":
+                results["both_events_num_choices"] = float(np.mean([len(it.choices) for it in task_items]))
+                results["both_events_chance"] = float(np.mean([1.0 / len(it.choices) for it in task_items]))
             variants = sorted({it.variant for it in task_items})
             if len(variants) > 1:
                 for v in variants:
@@ -292,12 +345,20 @@ def evaluate_zste(model, processor, dataset_or_compositions, *, batch_size: int 
                     results[f"{task}_accuracy_{v}"] = multiple_choice_accuracy([scores[i] for i in sel],
                                                                                [answers[i] for i in sel])
         if "retrieval" in tasks:
-            uniq = sorted(set(captions))
-            u_index = {c: i for i, c in enumerate(uniq)}
-            cap_emb = text_emb[[text_index[c] for c in uniq]]
-            results.update(retrieval_metrics(audio_emb, cap_emb, [[u_index[c]] for c in captions], ks))
-            results["retrieval_num_audio"] = len(captions)
-            results["retrieval_num_texts"] = len(uniq)
+            # one clip per caption: an overlap's twin (B + A next to A + B, "B while A" = "A while B") and a repeated
+            # sequence pair would be a second correct answer that the metric counts as wrong
+            seen, keep = set(), []
+            for i, row in enumerate(compositions):
+                a, b = str(row["first"]), str(row["second"])
+                key = (OVERLAP, frozenset((a, b))) if row["kind"] == OVERLAP else (SEQUENCE, a, b)
+                if key not in seen:
+                    seen.add(key)
+                    keep.append(i)
+            cap_emb = text_emb[[text_index[captions[i]] for i in keep]]
+            results.update(retrieval_metrics(audio_emb[keep], cap_emb, [[j] for j in range(len(keep))], ks))
+            results["retrieval_num_audio"] = len(keep)
+            results["retrieval_num_texts"] = len(keep)
+            results["retrieval_num_skipped"] = len(compositions) - len(keep)
 
     # --- single-event zero-shot classification ---------------------------------------------------------------
     if singles and "zero_shot" in tasks:
@@ -309,7 +370,8 @@ def evaluate_zste(model, processor, dataset_or_compositions, *, batch_size: int 
                                 batch_size=batch_size, progress=progress)
         text_emb = embed_texts(model, processor, prompts, batch_size=max(batch_size, 64))
         gold = [zs_classes.index(n) for n in single_names]
-        results["zero_shot_accuracy"] = multiple_choice_accuracy((audio_emb @ text_emb.t()).tolist(), gold)
+        results["zero_shot_accuracy"] = multiple_choice_accuracy((audio_emb.double() @ text_emb.double().t()).tolist(),
+                                                                 gold)
         results["zero_shot_num_items"] = len(singles)
         results["zero_shot_num_classes"] = len(zs_classes)
     return results

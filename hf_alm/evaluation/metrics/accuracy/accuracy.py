@@ -9,8 +9,9 @@ accuracy = (1/N) * sum_i 1[prediction_i == reference_i] (weighted by sample_weig
 
 _KWARGS_DESCRIPTION = """
 Args:
-    predictions (`list` of `int`): predicted class ids.
-    references (`list` of `int`): ground-truth class ids, same length.
+    predictions (`list` of `int`): predicted class ids (integers; floats only when integral, e.g. 1.0 -- 0.5 or a
+        score is refused rather than cast).
+    references (`list` of `int`): ground-truth class ids, same length, same rule.
     normalize (`bool`, defaults to True): False returns the number (or total weight) of correct predictions.
     sample_weight (`list` of `float`, optional): non-negative per-example weights.
 Returns:
@@ -20,6 +21,24 @@ Examples:
     >>> accuracy.compute(predictions=[0, 1, 2, 0], references=[0, 1, 1, 0])
     {'accuracy': 0.75}
 """
+
+
+def _check_class_ids(values, name):
+    """``ValueError`` unless ``values`` (one batch) are integer class ids: integers, or floats with integral values.
+    Runs before ``evaluate`` casts the batch to int64, which would silently truncate 0.5 to 0."""
+    if values is None:
+        return
+    arr = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values)
+    if arr.dtype.kind in "iub":
+        return
+    if arr.dtype.kind != "f":
+        raise ValueError(f"{name} must be integer class ids; got dtype {arr.dtype} (e.g. {arr.ravel()[:3].tolist()})")
+    bad = ~np.isfinite(arr) | (np.mod(np.where(np.isfinite(arr), arr, 0), 1) != 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise ValueError(f"{name} must be integer class ids; got {arr.ravel()[i].item()!r} at position {i} (use the "
+                         "argmax of scores / logits, not the scores)")
+
 
 _CITATION = """@misc{hf_alm_accuracy, title={Accuracy (hf-alm local evaluate module)}, year={2026}}"""
 
@@ -35,6 +54,18 @@ class Accuracy(evaluate.Metric):
                                         "references": datasets.Value("int64")}),
             reference_urls=["https://en.wikipedia.org/wiki/Accuracy_and_precision"],
         )
+
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """Add a batch of predictions and references (integer class ids, checked before evaluate casts them)."""
+        _check_class_ids(predictions, "predictions")
+        _check_class_ids(references, "references")
+        return super().add_batch(predictions=predictions, references=references, **kwargs)
+
+    def add(self, *, prediction=None, reference=None, **kwargs):
+        """Add one prediction and reference (integer class ids, checked before evaluate casts them)."""
+        _check_class_ids(None if prediction is None else [prediction], "predictions")
+        _check_class_ids(None if reference is None else [reference], "references")
+        return super().add(prediction=prediction, reference=reference, **kwargs)
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
         predictions = np.asarray(predictions, dtype=np.int64)

@@ -13,8 +13,11 @@ import numpy as np
 _DESCRIPTION = """ZSTE-style zero-shot temporal evaluation scoring (TeminAL-style, arXiv 2408.09269; the paper's exact
 tasks are not public). For each item, `predictions` holds the scores of its candidates and `references` the index of
 the correct one. accuracy = mean over items of 1[correct candidate has the highest score]; when the correct candidate
-ties with others for the maximum (within `tie_atol`), the item counts 1/(number tied), the expected value of a random
-tie-break. recall@k = mean of the (tie-aware) probability that the correct candidate is among the top k."""
+ties with others for the maximum (exactly equal scores), the item counts 1/(number tied), the expected value of a
+random tie-break. recall@k = mean of the (tie-aware) probability that the correct candidate is among the top k:
+clip((k - ahead) / tied, 0, 1) with `ahead` candidates scoring strictly higher and `tied` (the correct one included)
+scoring exactly the same -- the definition hf_alm.evaluation.retrieval uses for every metric. Non-finite scores are
+refused."""
 
 _KWARGS_DESCRIPTION = """
 Args:
@@ -24,7 +27,6 @@ Args:
     tasks (`list` of `str`, optional): per item, a task name (e.g. "order", "relation", "both_events"); adds
         `<task>_accuracy` and `<task>_num_items` for each task.
     k_values (`list` of `int`, defaults to [1, 5, 10]): the k of recall@k (only k < the largest candidate count).
-    tie_atol (`float`, defaults to 1e-6): scores within this distance of the maximum count as tied.
 Returns:
     accuracy (`float`), num_items (`int`), recall@k (`float`), and per task <task>_accuracy / <task>_num_items.
 Examples:
@@ -38,12 +40,13 @@ with Text-Audio Pairs}, author={Sinha, Anshuman and Migozzi, Camille and Rey, Au
 journal={arXiv preprint arXiv:2408.09269}, year={2024}}"""
 
 
-def _hit_probability(scores, answer, k, tie_atol):
-    """P(correct candidate within the top k) under a uniformly random order of tied candidates."""
+def _hit_probability(scores, answer, k):
+    """P(correct candidate within the top k) under a uniformly random order of the candidates tied with it (exactly
+    equal scores; as ``hf_alm.evaluation.retrieval.tie_aware_hit_probability`` with one correct candidate)."""
     target = scores[answer]
-    greater = int(np.sum(scores > target + tie_atol))
-    tied = int(np.sum(np.abs(scores - target) <= tie_atol))
-    return float(np.clip((k - greater) / tied, 0.0, 1.0))
+    ahead = int(np.sum(scores > target))
+    tied = int(np.sum(scores == target))
+    return float(np.clip((k - ahead) / tied, 0.0, 1.0))
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -58,7 +61,7 @@ class Zste(evaluate.Metric):
             reference_urls=["https://arxiv.org/abs/2408.09269"],
         )
 
-    def _compute(self, predictions, references, tasks=None, k_values=(1, 5, 10), tie_atol=1e-6):
+    def _compute(self, predictions, references, tasks=None, k_values=(1, 5, 10)):
         if len(predictions) != len(references):
             raise ValueError(f"predictions and references differ in length: {len(predictions)} vs {len(references)}")
         if not predictions:
@@ -71,7 +74,10 @@ class Zste(evaluate.Metric):
                 raise ValueError(f"item {i}: predictions must be a non-empty list of scores, got {predictions[i]!r}")
             if not 0 <= int(ref) < row.size:
                 raise ValueError(f"item {i}: reference index {ref} is out of range for {row.size} candidates")
-        acc = np.array([_hit_probability(r, int(a), 1, tie_atol) for r, a in zip(rows, references)])
+            if not np.isfinite(row).all():
+                j = int(np.flatnonzero(~np.isfinite(row))[0])
+                raise ValueError(f"item {i}: non-finite score {row[j]} (candidate {j}); scores must be finite")
+        acc = np.array([_hit_probability(r, int(a), 1) for r, a in zip(rows, references)])
         out = {"accuracy": float(acc.mean()), "num_items": len(rows)}
         max_candidates = max(r.size for r in rows)
         for k in k_values:
@@ -79,7 +85,7 @@ class Zste(evaluate.Metric):
             if k < 1:
                 raise ValueError(f"k_values must be >= 1, got {k}")
             if k < max_candidates:
-                out[f"recall@{k}"] = float(np.mean([_hit_probability(r, int(a), k, tie_atol)
+                out[f"recall@{k}"] = float(np.mean([_hit_probability(r, int(a), k)
                                                     for r, a in zip(rows, references)]))
         if tasks is not None:
             for task in sorted(set(tasks)):
