@@ -56,30 +56,54 @@ def _is_a_file_message(dst: Path) -> str:
 
 def _naming_dst(err: OSError, tmp: Path, dst: Path) -> OSError:
     """``err`` with the temporary folder's path in its message replaced by ``dst`` (same type and errno)."""
-    text = str(err)
-    if str(tmp) not in text:
+    text, old, new_path = str(err), str(tmp), str(dst)
+    if old not in text:
         return err
+
+    def fix(value):
+        return value.replace(old, new_path) if isinstance(value, str) else value
+
     try:
-        new = type(err)(text.replace(str(tmp), str(dst)))
+        if err.errno is not None and err.strerror is not None:  # keep errno, strerror and the file names
+            args = (err.errno, err.strerror, fix(err.filename))
+            new = type(err)(*args, None, fix(err.filename2)) if err.filename2 is not None else type(err)(*args)
+        else:
+            new = type(err)(fix(text))
+            new.errno = err.errno
     except Exception:  # noqa: BLE001 - an OSError subclass with another signature: keep the original
         return err
-    new.errno = err.errno
     return new
 
 
-def _mkdir_mode() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+def _read_umask() -> int:
+    """The process umask. Read from /proc where it exists: ``os.umask`` can only read it by setting it, which is
+    process-wide, so a file another thread creates meanwhile would get the wrong mode."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc (macOS, Windows): read it by setting it, and put it straight back
     os.umask(mask)
-    return 0o777 & ~mask
+    return mask
+
+
+def _mkdir_mode() -> int:
+    return 0o777 & ~_read_umask()
 
 
 def _open_file_modes(folder: Path) -> None:
-    """Give every file under ``folder`` the mode a plain ``open()`` would (umask applied): transformers writes the
-    weights through a private temporary file (0600), which would leave a published model unreadable to others."""
-    mode = _mkdir_mode() & 0o666
+    """Add to every file under ``folder`` the read bits a plain ``open()`` would give (umask applied): transformers
+    writes the weights through a private temporary file (0600), which would leave a published model unreadable to
+    others. Bits are only added, never removed (write and execute bits stay as they are)."""
+    readable = 0o444 & ~_read_umask()
     for path in folder.rglob("*"):
-        if path.is_file() and not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) != mode:
-            os.chmod(path, mode)
+        if path.is_file() and not path.is_symlink():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode | readable != mode:
+                os.chmod(path, mode | readable)
 
 
 @contextlib.contextmanager

@@ -691,6 +691,10 @@ def test_feature_extractor_rejects_ambiguous_and_bad_inputs_naming_them():
                 f"raw_speech of shape {shape} looks like (samples, channels) audio; down-mix it to mono first "
                 f"(e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips")):
             fe(np.zeros(shape, np.float32), sampling_rate=16000)
+        audio = np.zeros(shape, np.float32)
+        for nested in (audio.tolist(), list(audio)):  # the same audio as a list of (channels,) rows
+            with pytest.raises(ValueError, match=re.escape(f"raw_speech of shape {shape} looks like (samples, ")):
+                fe(nested, sampling_rate=16000)
     assert fe(np.stack([clip, clip]), sampling_rate=16000)["input_values"].shape == (2, 16000)  # (clips, samples)
     with pytest.raises(ValueError, match=r"got dtype int16; convert integer PCM first \(e\.g\. int16 / 32768\)"):
         fe((clip * 32767).astype(np.int16), sampling_rate=16000)

@@ -113,6 +113,8 @@ def test_atomic_directory_errors_name_dst_not_the_temporary_folder(tmp_path, mon
         with atomic_directory(dst) as tmp:
             raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "model.bin"))
     assert info.value.errno == errno.ENOSPC and ".tmp-" not in str(info.value)
+    # the error keeps its attributes (only the temporary path in them is swapped for DST)
+    assert info.value.strerror == "No space left on device" and info.value.filename == str(dst / "model.bin")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parent"]
     # no permission to create the temporary folder: PermissionError naming DST (root ignores chmod, so simulate)
 
@@ -229,8 +231,8 @@ def test_every_recipe_path_named_in_docs_and_help_exists():
 
 
 def test_written_files_get_the_modes_open_would_give(tmp_path):
-    """transformers writes model.safetensors through a private temporary file (0600); our atomic writers give every
-    file the umask's normal mode, so a published or exported model is readable by others (it was 0600)."""
+    """transformers writes model.safetensors through a private temporary file (0600); our atomic writers add the read
+    bits the umask allows to every file, so a published or exported model is readable by others (it was 0600)."""
     import os
     import stat
 
@@ -246,10 +248,15 @@ def test_written_files_get_the_modes_open_would_give(tmp_path):
             model.save_pretrained(tmp)
             (tmp / "private.txt").write_text("x")
             os.chmod(tmp / "private.txt", 0o600)
+            (tmp / "run.sh").write_text("#!/bin/sh\n")
+            os.chmod(tmp / "run.sh", 0o750)
         atomic_write_text(tmp_path / "eval_results.json", "{}")
         files = [tmp_path / "run" / "model.safetensors", tmp_path / "converted" / "model.safetensors",
                  tmp_path / "converted" / "private.txt", tmp_path / "eval_results.json"]
         modes = {str(f.relative_to(tmp_path)): oct(stat.S_IMODE(f.stat().st_mode)) for f in files}
         assert modes == {name: oct(expected) for name in modes} and len(modes) == 4
+        # read bits are added, nothing is taken away: an executable keeps its x bits
+        assert stat.S_IMODE((tmp_path / "converted" / "run.sh").stat().st_mode) == 0o754
+        assert os.umask(0o022) == 0o022  # the umask was read, not left changed
     finally:
         os.umask(umask)

@@ -414,6 +414,10 @@ def test_feature_extractor_rejects_ambiguous_and_bad_inputs_naming_them():
                 f"raw_speech of shape {shape} looks like (samples, channels) audio; down-mix it to mono first "
                 f"(e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips")):
             fe(np.zeros(shape, np.float32), sampling_rate=SR)
+        audio = np.zeros(shape, np.float32)
+        for nested in (audio.tolist(), list(audio)):  # the same audio as a list of (channels,) rows
+            with pytest.raises(ValueError, match=re.escape(f"raw_speech of shape {shape} looks like (samples, ")):
+                fe(nested, sampling_rate=SR)
     assert fe(np.stack([clip, clip]), sampling_rate=SR)["input_values"].shape[0] == 2  # (clips, samples)
     assert fe(clip[None], sampling_rate=SR)["input_values"].shape[0] == 1
     # integer PCM was featurised unscaled (features ~21..26 instead of ~0.6..5)

@@ -454,6 +454,12 @@ def test_overwrite_output_dir_removes_the_earlier_runs_checkpoints_only(tmp_path
     monkeypatch.setenv("RANK", "1")  # another rank of a distributed launch leaves the files to rank 0
     _prepare(["--output_dir", out, "--overwrite_output_dir"])
     assert (out / "checkpoints").is_dir()
+    # ... and does not read them either: rank 0 may be deleting them meanwhile (a half-gone file stopped rank 1)
+    state = next((out / "checkpoints").rglob("trainer_state.json"))
+    saved = state.read_text()
+    state.write_text("{half-deleted")
+    _prepare(["--output_dir", out, "--overwrite_output_dir"])
+    state.write_text(saved)
     monkeypatch.delenv("RANK")
     _prepare(["--output_dir", out, "--overwrite_output_dir"])
     assert sorted(p.name for p in out.iterdir()) == ["feature_cache"]  # the cache is keyed, not a run's state
@@ -524,6 +530,7 @@ def test_report_to_a_tracker_that_is_not_installed_fails_before_training(tmp_pat
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: object() if name == "tensorboard" else real(name, *a))
     check_report_to("tensorboard")  # installed: accepted
+    check_report_to("tensorboard,none")  # "none" in a list adds nothing (it was refused as an unknown tracker)
 
 
 def test_num_threads_log_says_whether_the_value_is_the_default(tmp_path, capsys):

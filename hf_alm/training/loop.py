@@ -306,10 +306,9 @@ def prepare_output_dir(args: argparse.Namespace, run: dict, *, run_folders: Iter
                   "identity (written by an older hf-alm); cannot check that they belong to this run",
                   file=sys.stderr)
         return
-    if _run_records(out / "checkpoints", out):
-        if not overwrite:
-            raise SystemExit(f"{out} already holds checkpoints of an earlier run; pass --resume_from_checkpoint latest "
-                             "to continue it or --overwrite_output_dir to start over")
+    if not overwrite and _run_records(out / "checkpoints", out):  # with overwrite, rank 0 may be deleting them
+        raise SystemExit(f"{out} already holds checkpoints of an earlier run; pass --resume_from_checkpoint latest "
+                         "to continue it or --overwrite_output_dir to start over")
     if overwrite and _is_main_rank():
         removed = [out / f for f in ("checkpoints", *run_folders) if (out / f).exists()]
         for folder in removed:
@@ -334,8 +333,7 @@ _TRACKER_PACKAGES = {  # accelerate's tracker name -> (importable modules, pip i
 def _trackers(report_to: str | None) -> list[str]:
     if report_to is None:
         return []
-    names = [n.strip() for n in str(report_to).split(",") if n.strip()]
-    return [] if names in ([], ["none"]) else names
+    return [n for n in (n.strip() for n in str(report_to).split(",")) if n and n != "none"]
 
 
 def check_report_to(report_to: str | None) -> None:

@@ -96,6 +96,12 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError("raw_speech is an empty list; pass at least one clip")
         is_batched = isinstance(raw_speech, (list, tuple)) and (
             hasattr(raw_speech[0], "__len__") or hasattr(raw_speech[0], "shape"))
+        if (is_batched and len({len(c) for c in raw_speech}) == 1
+                and len(raw_speech[0]) <= MAX_CHANNELS < len(raw_speech)):
+            # a list of equal (channels,) rows, e.g. audio.tolist() of (samples, channels) audio
+            raise ValueError(f"raw_speech of shape ({len(raw_speech)}, {len(raw_speech[0])}) looks like (samples, "
+                             f"channels) audio; down-mix it to mono first (e.g. audio.mean(axis=1)); a batch is "
+                             f"(clips, samples) or a list of 1-D clips")
         if not is_batched and hasattr(raw_speech, "ndim") and raw_speech.ndim == 2:
             rows, cols = raw_speech.shape
             if cols <= MAX_CHANNELS < rows:

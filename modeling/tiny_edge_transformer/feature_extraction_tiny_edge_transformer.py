@@ -190,6 +190,12 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
             raw_speech = _tensor_to_numpy(raw_speech)
         is_batched = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and (
             hasattr(raw_speech[0], "__len__"))
+        if (is_batched and len({len(c) for c in raw_speech}) == 1
+                and len(raw_speech[0]) <= MAX_CHANNELS < len(raw_speech)):
+            # a list of equal (channels,) rows, e.g. audio.tolist() of (samples, channels) audio
+            raise ValueError(f"raw_speech of shape ({len(raw_speech)}, {len(raw_speech[0])}) looks like (samples, "
+                             f"channels) audio; down-mix it to mono first (e.g. audio.mean(axis=1)); a batch is "
+                             f"(clips, samples) or a list of 1-D clips")
         if isinstance(raw_speech, np.ndarray) and raw_speech.ndim == 2:
             rows, cols = raw_speech.shape
             if cols <= MAX_CHANNELS < rows:
