@@ -250,3 +250,20 @@ def test_sampling_rate_must_be_a_whole_number_of_hz():
     expected = fe(clip, sampling_rate=SR)["input_features"]
     for rate in (48000.0, np.int64(48000), np.float32(48000)):
         assert np.array_equal(fe(clip, sampling_rate=rate)["input_features"], expected)
+
+
+def test_a_path_or_none_instead_of_audio_says_to_load_the_file_first():
+    """Like the other extractors (it was "got dtype <U5; convert integer PCM first" for a list of paths)."""
+    import re
+
+    fe = ClapTeminalFeatureExtractor()
+    clip = np.zeros(SR, np.float32)
+    hint = "; load the audio first (e.g. hf_alm.data.load_audio) and pass the array"
+    with pytest.raises(TypeError, match=re.escape("raw_speech is a str ('a.wav')" + hint)):
+        fe("a.wav", sampling_rate=SR)
+    with pytest.raises(TypeError, match=re.escape("raw_speech is None" + hint)):
+        fe(None, sampling_rate=SR)
+    with pytest.raises(TypeError, match=re.escape("clip 1 is a str ('b.wav')" + hint)):
+        fe([clip, "b.wav"], sampling_rate=SR)
+    with pytest.raises(TypeError, match=re.escape("clip 0 is a str ('a.wav')" + hint)):
+        fe(["a.wav", "b.wav"], sampling_rate=SR)

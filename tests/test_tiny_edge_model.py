@@ -435,12 +435,12 @@ def test_feature_extractor_rejects_ambiguous_and_bad_inputs_naming_them():
         fe(bad, sampling_rate=SR)
     with pytest.raises(ValueError, match=re.escape("clip 2 is empty (0 samples)")):
         fe([clip, clip, np.zeros(0, np.float32)], sampling_rate=SR)
-    with pytest.raises(ValueError, match=re.escape(
+    with pytest.raises(TypeError, match=re.escape(
             "raw_speech is a str ('foo.wav'); load the audio first (e.g. hf_alm.data.load_audio) and pass the array")):
         fe("foo.wav", sampling_rate=SR)
-    with pytest.raises(ValueError, match="raw_speech is None"):
+    with pytest.raises(TypeError, match="raw_speech is None"):
         fe(None, sampling_rate=SR)
-    with pytest.raises(ValueError, match=re.escape("clip 1 is a str ('b.wav'); load the audio first")):
+    with pytest.raises(TypeError, match=re.escape("clip 1 is a str ('b.wav'); load the audio first")):
         fe([clip, "b.wav"], sampling_rate=SR)
     for rate in ("16k", 16000.5):
         with pytest.raises(ValueError, match=re.escape(f"sampling_rate must be a whole number of Hz, got {rate!r}")):

@@ -13,6 +13,7 @@ torch's global random state, so the same clip gives the same features in any bat
 
 import contextlib
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -401,6 +402,11 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         elif isinstance(raw_speech, (list, tuple)):
             if len(raw_speech) == 0:
                 raise ValueError("got an empty list of audio clips")
+            for i, c in enumerate(raw_speech):
+                if c is None or isinstance(c, (str, bytes, os.PathLike)):
+                    shown = "None" if c is None else f"a {type(c).__name__} ({os.fspath(c)!r})"
+                    raise TypeError(f"clip {i} is {shown}; load the audio first (e.g. hf_alm.data.load_audio) and "
+                                    f"pass the array")
             if isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple)):
                 clips = list(raw_speech)
                 lengths = {c.shape[0] if getattr(c, "ndim", 1) == 1 else None for c in clips if hasattr(c, "shape")}
@@ -409,6 +415,10 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                     _check_not_channel_last((len(clips), lengths.pop()))
             else:
                 clips = [raw_speech]
+        elif raw_speech is None or isinstance(raw_speech, (str, bytes, os.PathLike)):
+            shown = "None" if raw_speech is None else f"a {type(raw_speech).__name__} ({os.fspath(raw_speech)!r})"
+            raise TypeError(f"raw_speech is {shown}; load the audio first (e.g. hf_alm.data.load_audio) and pass the "
+                            f"array")
         else:
             raise TypeError(f"audio must be a numpy array, a torch tensor or a list of them, got {type(raw_speech)}")
         out = []

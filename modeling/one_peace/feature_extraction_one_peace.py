@@ -20,10 +20,10 @@ MAX_CHANNELS = 8  # a 2-D (a, b) array with b <= MAX_CHANNELS < a is (samples, c
 def _check_not_a_path(raw_speech, what: str = "raw_speech") -> None:
     """A file path (or None) where audio is expected: say to load the audio first."""
     if raw_speech is None:
-        raise ValueError(f"{what} is None; pass the audio as a float array (load a file first, e.g. "
+        raise TypeError(f"{what} is None; pass the audio as a float array (load a file first, e.g. "
                          f"hf_alm.data.load_audio)")
     if isinstance(raw_speech, (str, bytes)) or hasattr(raw_speech, "__fspath__"):
-        raise ValueError(f"{what} is a {type(raw_speech).__name__} ({str(raw_speech)!r}); load the audio first "
+        raise TypeError(f"{what} is a {type(raw_speech).__name__} ({str(raw_speech)!r}); load the audio first "
                          f"(e.g. hf_alm.data.load_audio) and pass the array")
 
 
