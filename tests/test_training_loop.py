@@ -578,3 +578,17 @@ def test_recipe_help_states_every_default_once_and_truly(name, threads):
     output_help = formatter._expand_help(next(a for a in parser._actions if a.dest == "output_dir"))
     results = "pretrain_results.json" if name == "beats_pretrain" else "eval_results.json"
     assert results in output_help and ("eval_results.json" not in output_help or name != "beats_pretrain")
+
+
+def test_the_same_dataset_folder_given_relatively_or_absolutely_is_the_same_run(tmp_path, monkeypatch):
+    from hf_alm.training.loop import run_differences, run_identity
+
+    (tmp_path / "data" / "esc10").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    relative = run_identity(_recipe_args(["--dataset", "esc10:data/esc10"]), recipe="r", model_type="m")
+    absolute = run_identity(_recipe_args(["--dataset", f"esc10:{tmp_path / 'data' / 'esc10'}"]), recipe="r",
+                            model_type="m")
+    assert relative["dataset"] == f"esc10:{tmp_path / 'data' / 'esc10'}" and run_differences(relative, absolute) == []
+    other = run_identity(_recipe_args(["--dataset", "synthetic:5"]), recipe="r", model_type="m")
+    assert other["dataset"] == "synthetic:5"  # not a path: unchanged
+    assert run_differences(relative, other) == [f"--dataset: {relative['dataset']!r} (recorded) != 'synthetic:5' (now)"]

@@ -208,8 +208,23 @@ def run_identity(args: argparse.Namespace, *, recipe: str, model_type: str, igno
     out = {"recipe": recipe, "model_type": model_type}
     for key, value in sorted(vars(args).items()):
         if key not in skip and not key.startswith("_"):
-            out[key] = _jsonable(value)
+            out[key] = _jsonable(_absolute_paths(value))
     return out
+
+
+def _absolute_paths(value):
+    """A flag value naming an existing local path, alone or after a ``prefix:`` (``esc10:../data/esc10``), with that
+    path made absolute: the same folder given relatively and absolutely is the same run."""
+    if not isinstance(value, str) or not value:
+        return value
+    if os.path.exists(value):
+        return os.path.abspath(value)
+    prefix, sep, rest = value.partition(":")
+    if sep and prefix.isidentifier():
+        path, sep2, tail = rest.partition(":")
+        if path and os.path.exists(path):
+            return f"{prefix}:{os.path.abspath(path)}{sep2}{tail}"
+    return value
 
 
 def run_differences(recorded: dict, current: dict) -> list[str]:
