@@ -91,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument(f"--{stage}_batch_size", type=int, default=None,
                        help=f"pairs per batch and process in stage {stage} (default: --batch_size if given, else "
                             f"{dd['batch_size']})")
-    g.add_argument("--label_smoothing", type=float, default=0.1, help="label smoothing of the CL and DCL losses")
+    g.add_argument("--label_smoothing", type=float, default=0.1,
+                   help="label smoothing of the denoising (DCL) losses; the cross-modal contrast uses none, as in the "
+                        "original's criteria")
     g.add_argument("--no_dcl", action="store_true", help="train with the cross-modal contrast only (ablation)")
     g.add_argument("--al_text", default="embeddings", choices=["frozen", "embeddings", "branch"],
                    help="text side of the audio-language stage: 'frozen' = ONE-PEACE's exact stage 2 (needs a text "

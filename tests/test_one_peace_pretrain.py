@@ -288,3 +288,31 @@ def test_ddp_pretraining_step_synchronises_gradients(tmp_path):
     r1 = json.loads(Path(f"{out}.1").read_text())
     assert r0["loss"] != r1["loss"]  # different shards
     assert r0["grad"] == pytest.approx(r1["grad"], rel=1e-5, abs=1e-8)
+
+
+def test_cross_modal_contrast_has_no_label_smoothing():
+    """The paper's L_CL, as the original's criteria compute it (``itc_without_ls`` / ``atc_without_ls`` default True):
+    plain symmetric InfoNCE, even when the denoising contrast is smoothed (the recipe's --label_smoothing 0.1)."""
+    import torch.nn.functional as F
+
+    from hf_alm.modeling.one_peace import OnePeaceForPreTraining, OnePeaceImageProcessor
+    from hf_alm.training.one_peace import VLCollator, vl_pretrain_loss
+
+    torch.manual_seed(0)
+    model = OnePeaceForPreTraining(_tiny()).eval()
+    rng = np.random.default_rng(0)
+    rows = [{"image": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), "caption": c}
+            for c in ("a small red circle in the top left", "a large blue square in the centre", "a red square")]
+    batch = VLCollator(OnePeaceImageProcessor(size={"height": 32, "width": 32}), _tokenizer())(rows)
+    _, logs = vl_pretrain_loss(model, batch, label_smoothing=0.1)
+    with torch.no_grad():
+        image = model.embed("image", model.encode(pixel_values=batch["pixel_values"]).image_last_hidden_state)
+        text = model.embed("text", model.encode(input_ids=batch["input_ids"],
+                                                attention_mask=batch["attention_mask"]).text_last_hidden_state)
+        logits = model.logit_scale_exp() * image @ text.t()
+        target = torch.arange(3)
+        by_hand = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+        smoothed = 0.5 * (F.cross_entropy(logits, target, label_smoothing=0.1)
+                          + F.cross_entropy(logits.t(), target, label_smoothing=0.1))
+    assert abs(float(smoothed) - float(by_hand)) > 1e-4  # the check can tell the two apart
+    assert abs(float(logs["cl"]) - float(by_hand)) < 1e-5

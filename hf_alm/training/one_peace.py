@@ -153,10 +153,12 @@ def denoising_contrast_loss(student: torch.Tensor, teacher: torch.Tensor, mask: 
     return smoothed_nll(lprobs, idx, label_smoothing)
 
 
-def _cl(model, a_emb, b_emb, label_smoothing):
+def _cl(model, a_emb, b_emb):
+    """The cross-modal (aligning) contrast: symmetric InfoNCE without label smoothing. The original's criteria smooth
+    only the denoising contrast (``atc_without_ls`` / ``itc_without_ls`` default to True), matching the paper's L_CL."""
     from hf_alm.training.losses import contrastive_loss
 
-    return contrastive_loss(a_emb, b_emb, model.logit_scale_exp(), label_smoothing=label_smoothing)
+    return contrastive_loss(a_emb, b_emb, model.logit_scale_exp())
 
 
 def _unwrap(model):
@@ -191,8 +193,7 @@ def _vl_step(m, batch, *, label_smoothing, weights, use_dcl):
     text_kw = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     text_out = m.encode(**text_kw)
     image_out = m.encode(pixel_values=batch["pixel_values"])
-    cl = _cl(m, m.embed("image", image_out.image_last_hidden_state), m.embed("text", text_out.text_last_hidden_state),
-             label_smoothing)
+    cl = _cl(m, m.embed("image", image_out.image_last_hidden_state), m.embed("text", text_out.text_last_hidden_state))
     logs = {"cl": cl.detach(), "logit_scale": m.logit_scale_exp().detach()}
     loss = cl
     if use_dcl:
@@ -244,7 +245,7 @@ def _al_step(m, batch, *, label_smoothing, weights, use_dcl, text_grad):
         text_out = m.encode(**text_kw)
         t_emb = m.embed("text", text_out.text_last_hidden_state)
     audio_out = m.encode(**audio_kw)
-    cl = _cl(m, m.embed("audio", audio_out.audio_last_hidden_state), t_emb, label_smoothing)
+    cl = _cl(m, m.embed("audio", audio_out.audio_last_hidden_state), t_emb)
     logs = {"cl": cl.detach(), "logit_scale": m.logit_scale_exp().detach()}
     loss = cl
     if use_dcl:
