@@ -67,10 +67,15 @@ def _random_model_dir(preset: str, root: Path, seed: int = 0) -> Path:
     return out
 
 
-def bench_model_dir(model_dir: Path, out_dir: Path, clip_seconds: float, repeats: int) -> dict:
+def bench_model_dir(model_dir: Path, out_dir: Path, clip_seconds: float, repeats: int,
+                    calibration: str | None = None) -> dict:
     from hf_alm.export import export_tiny, load_tiny, onnx_session
 
-    report = export_tiny(model_dir, out_dir)
+    if calibration is None and not (Path(model_dir) / "calibration_features.npz").is_file():
+        calibration = "synthetic"  # a folder not written by the recipe: calibrate the int8 model on synthetic clips
+        print(f"{model_dir}: no calibration_features.npz, int8 calibrated on the synthetic corpus (--calibration)",
+              file=sys.stderr)
+    report = export_tiny(model_dir, out_dir, calibration=calibration)
     model, fe = load_tiny(model_dir)
     wave = (np.random.default_rng(1).standard_normal(int(16000 * clip_seconds)) * 0.1).astype(np.float32)
     feats = fe(wave, sampling_rate=fe.sampling_rate)["input_values"].astype(np.float32)
@@ -110,6 +115,9 @@ def main(argv=None) -> int:
                         help="comma-separated presets to benchmark with random weights (default: tiny,small)")
     parser.add_argument("--model_dir", action="append", default=[],
                         help="a trained model folder to benchmark instead (repeatable); overrides --presets")
+    parser.add_argument("--calibration", default=None, metavar="NPZ|DATASET",
+                        help="int8 calibration data for --model_dir folders: a calibration_features.npz or a dataset "
+                             "spec (default: the folder's own calibration_features.npz, else 'synthetic')")
     parser.add_argument("--clip_seconds", type=float, default=5.0,
                         help="length of the benchmark clip in seconds (default: 5.0, an ESC clip)")
     parser.add_argument("--repeats", type=int, default=500, help="timed runs per measurement (default: 500)")
@@ -130,7 +138,7 @@ def main(argv=None) -> int:
         for name, model_dir in targets:
             model_dir = model_dir or _random_model_dir(name, tmp)
             rows.append({"name": name, **bench_model_dir(model_dir, tmp / f"{name}_onnx", args.clip_seconds,
-                                                         args.repeats)})
+                                                         args.repeats, calibration=args.calibration)})
     meta = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "python": sys.version.split()[0], "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}

@@ -383,7 +383,7 @@ def save_calibration_features(path: str | os.PathLike, features: Sequence[np.nda
 _README = """# Tiny edge transformer export
 
 - `model.onnx`: float32 network. `model_int8.onnx`: int8 (static post-training quantisation, QDQ, calibrated on
-  {num_calibration} training clips; kept in float32: {keep_float}). Same interface:
+  {num_calibration} clips of {calibration_source}; kept in float32: {keep_float}). Same interface:
   - input `input_values` float32 `(batch, frames, {num_mel_bins})`: normalised log-mel frames, frames <= {max_frames};
   - input `attention_mask` int64 `(batch, frames)`: 1 for real frames, 0 for padding (all ones for a single clip);
   - output `logits` float32 `(batch, {num_labels})`; labels in `frontend.json["labels"]`.
@@ -391,6 +391,18 @@ _README = """# Tiny edge transformer export
   formula, `mel_filters` the `({num_mel_bins}, {num_bins})` filter matrix.
 - `export_report.json`: sizes and the fp32 onnxruntime-vs-PyTorch check.
 """
+
+
+def _calibration_source(calibration) -> str:
+    """Words for the model card: where the int8 calibration clips came from."""
+    if isinstance(calibration, (list, tuple)):
+        return "the given waveforms"
+    text = str(calibration)
+    if text.endswith("calibration_features.npz"):
+        return "training features saved by the recipe (calibration_features.npz)"
+    if text.endswith(".npz"):
+        return f"the features in {Path(text).name}"
+    return "the synthetic corpus" if text.split(":")[0] == "synthetic" else f"the dataset {text}"
 
 
 def export_tiny(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, calibration=None,
@@ -442,7 +454,8 @@ def export_tiny(model_dir: str | os.PathLike, out_dir: str | os.PathLike, *, cal
         }
         atomic_write_text(tmp / "export_report.json", json.dumps(report, indent=2))
         atomic_write_text(tmp / "README.md", _README.format(
-            num_calibration=len(feats), num_mel_bins=fe.feature_size, max_frames=max_frames,
+            num_calibration=len(feats), calibration_source=_calibration_source(calibration),
+            num_mel_bins=fe.feature_size, max_frames=max_frames,
             num_labels=model.config.num_labels, num_bins=fe.n_fft // 2 + 1,
             keep_float=", ".join(keep_float) or "nothing"))
     return report

@@ -309,3 +309,27 @@ def test_read_clip_accepts_gradio_numpy_audio_and_rejects_bad_input():
         app.read_clip((1000, np.zeros(40000, dtype=np.int16)), 16000)
     with pytest.raises(gradio.Error, match="No audio"):
         app.read_clip(None, 16000)
+
+
+def test_a_long_upload_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch):
+    """A 40 s file is refused without being decoded (an hour-long upload used to be decoded into memory first)."""
+    import hf_alm.data.audio as audio
+
+    app = load_app_module()
+    path = write_wav(tmp_path / "long.wav", np.zeros(40 * 8000, dtype=np.float32), 8000)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the file was decoded")
+
+    monkeypatch.setattr(audio, "load_audio", no_decoding)
+    with pytest.raises(gradio.Error, match=r"is 40\.0 s long; this demo accepts at most 30 s"):
+        app.read_clip(str(path), 16000)
+
+
+def test_tagging_a_clip_shorter_than_one_frame_gives_a_readable_error(space, tmp_path):
+    """A microphone stopped at once gives a few samples: BEATs needs one 25 ms frame (it was a bare 'Error')."""
+    from gradio_client.exceptions import AppError
+
+    path = write_wav(tmp_path / "blip.wav", 0.1 * np.ones(10, dtype=np.float32), 16000)
+    with pytest.raises(AppError, match=r"Could not tag this clip: .*shorter than one 25 ms frame"):
+        space["client"].predict(gradio_client.handle_file(str(path)), api_name="/tag")

@@ -166,3 +166,16 @@ def test_missing_or_bad_calibration_fails_clearly_and_writes_nothing(exported, t
         calibration_features(tmp_path / "bad.npz", fe)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         export_tiny(tmp_path / "nothing", tmp_path / "out")
+
+
+def test_readme_names_where_the_calibration_clips_came_from(exported, tmp_path):
+    """It said "training clips" whatever the source; with --calibration synthetic that was untrue."""
+    from hf_alm.export import export_tiny
+
+    model, fe, out_dir, _ = exported
+    assert ("32 clips of training features saved by the recipe (calibration_features.npz)"
+            in (out_dir / "README.md").read_text())
+    model.save_pretrained(tmp_path / "m")
+    fe.save_pretrained(tmp_path / "m")
+    export_tiny(tmp_path / "m", tmp_path / "out", calibration="synthetic:1", max_calibration_clips=4)
+    assert "4 clips of the synthetic corpus" in (tmp_path / "out" / "README.md").read_text()

@@ -448,3 +448,14 @@ def test_feature_extractor_rejects_ambiguous_and_bad_inputs_naming_them():
     expected = fe(clip, sampling_rate=SR)["input_values"]
     for rate in (np.int64(SR), float(SR)):
         np.testing.assert_array_equal(fe(clip, sampling_rate=rate)["input_values"], expected)
+
+
+def test_padding_true_means_longest_as_in_transformers():
+    fe = TinyEdgeTransformerFeatureExtractor()
+    clips = [_noise(0.3), _noise(0.5)]
+    longest = fe(clips, sampling_rate=SR, padding="longest")
+    as_true = fe(clips, sampling_rate=SR, padding=True)
+    np.testing.assert_array_equal(as_true["input_values"], longest["input_values"])
+    np.testing.assert_array_equal(as_true["attention_mask"], longest["attention_mask"])
+    with pytest.raises(ValueError, match=r"padding must be True, 'longest' or 'max_length' .*got False"):
+        fe(clips, sampling_rate=SR, padding=False)

@@ -175,15 +175,18 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
                  **kwargs) -> BatchFeature:
         """Featurise one clip (1-D array) or a batch (list of 1-D arrays, or a 2-D array ``(batch, samples)``).
 
-        ``padding="longest"`` pads to the longest clip of the batch, ``"max_length"`` to ``max_frames``.
+        ``padding="longest"`` (or ``True``) pads to the longest clip of the batch, ``"max_length"`` to ``max_frames``.
         """
         if sampling_rate is None:
             raise ValueError(f"pass sampling_rate= (this feature extractor expects {self.sampling_rate} Hz audio)")
         if _check_sampling_rate(sampling_rate) != self.sampling_rate:
             raise ValueError(f"audio sampled at {sampling_rate} Hz, but the feature extractor expects "
                              f"{self.sampling_rate} Hz; resample first")
+        if padding is True:  # transformers' convention: True means "longest"
+            padding = "longest"
         if padding not in ("longest", "max_length"):
-            raise ValueError(f"padding must be 'longest' or 'max_length', got {padding!r}")
+            raise ValueError(f"padding must be True, 'longest' or 'max_length' (a batch is always padded), got "
+                             f"{padding!r}")
         max_frames = self.max_frames if max_frames is None else int(max_frames)
         _check_not_a_path(raw_speech)
         if hasattr(raw_speech, "detach"):

@@ -235,6 +235,17 @@ def make_examples(cache_dir: str | os.PathLike | None = None, *, seed: int = 0) 
 
 
 # ------------------------------------------------------------------------------------------------- audio input
+def _header_duration(path: Path) -> float | None:
+    """The duration a file's header states (no decoding), or None when it cannot be read cheaply."""
+    try:
+        from torchcodec.decoders import AudioDecoder
+
+        seconds = AudioDecoder(str(path)).metadata.duration_seconds_from_header
+    except Exception:  # noqa: BLE001 - undecodable files get load_audio's readable error later
+        return None
+    return float(seconds) if seconds else None
+
+
 def read_clip(audio, sampling_rate: int, *, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """A Gradio audio value (file path, or ``(sr, int16 data)``) as float32 mono at ``sampling_rate``.
 
@@ -263,6 +274,10 @@ def read_clip(audio, sampling_rate: int, *, max_seconds: float = MAX_SECONDS) ->
             raise gr.Error(f"The uploaded file {path.name!r} could not be found on the server; upload it again.")
         if path.stat().st_size == 0:
             raise gr.Error(f"The uploaded file {path.name!r} is empty (0 bytes).")
+        header_seconds = _header_duration(path)  # refuse an hour-long upload before decoding it into memory
+        if header_seconds is not None and header_seconds > max_seconds:
+            raise gr.Error(f"The clip is {header_seconds:.1f} s long; this demo accepts at most {max_seconds:g} s. "
+                           "Trim it and try again.")
     try:
         clip = load_audio(source, sampling_rate)
     except AudioInputError as err:
@@ -379,7 +394,11 @@ def build_demo(clap=None, beats=None, *, cache_dir=None, max_seconds: float = MA
 
     def tag(audio):
         clip = read_clip(audio, tagger.sampling_rate, max_seconds=max_seconds)
-        return tagger.tag(clip), spectrogram_figure(clip, tagger.sampling_rate)
+        try:
+            tags = tagger.tag(clip)
+        except ValueError as err:  # e.g. a clip shorter than one analysis frame (a microphone stopped at once)
+            raise gr.Error(f"Could not tag this clip: {err}") from err
+        return tags, spectrogram_figure(clip, tagger.sampling_rate)
 
     def search(query):
         query = (query or "").strip()
