@@ -148,3 +148,19 @@ def test_metrics_from_logits_refuses_non_finite_logits_naming_the_row():
         metrics_from_logits(np.array([[0.0, 1.0, 0.0], [np.nan, 0.0, 0.0]]), [1, 1])
     with pytest.raises(ValueError, match=r"logits row 0: non-finite score inf"):
         metrics_from_logits(np.array([[np.inf, 0.0]]), [0])
+
+
+def test_classification_metrics_from_many_threads_match_the_single_thread_result():
+    """The local evaluate module keeps state inside compute(); one instance per thread (it was shared)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from hf_alm.evaluation.classification import classification_metrics
+
+    rng = np.random.default_rng(0)
+    cases = [(rng.integers(0, 4, n), rng.integers(0, 4, n)) for n in rng.integers(50, 400, 64)]
+    expected = [float(np.mean(p == r)) for p, r in cases]  # accuracy by hand
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda c: classification_metrics(c[0], c[1], num_labels=4)["accuracy"], cases))
+    assert got == pytest.approx(expected, abs=1e-12)

@@ -18,7 +18,7 @@ is among the tied classes); macro-F1 is the F1 of the expected counts. Non-finit
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -26,11 +26,16 @@ import numpy as np
 from hf_alm.evaluation.metrics import metric_path
 
 
-@functools.lru_cache(maxsize=None)
-def _cached_metric(name: str):
-    import evaluate
+_METRICS = threading.local()  # an evaluate metric keeps per-call state in compute(): one instance per thread
 
-    return evaluate.load(metric_path(name))
+
+def _cached_metric(name: str):
+    cache = _METRICS.__dict__.setdefault("by_name", {})
+    if name not in cache:
+        import evaluate
+
+        cache[name] = evaluate.load(metric_path(name))
+    return cache[name]
 
 
 def load_metric(name: str = "accuracy", **kwargs):
