@@ -17,6 +17,14 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 MAX_CHANNELS = 8  # a 2-D (a, b) array with b <= MAX_CHANNELS < a is (samples, channels) audio, not a batch
 
 
+def _check_not_channel_last(shape) -> None:
+    """``(samples, channels)`` audio (what ``soundfile.read`` returns, or its ``.tolist()``) is not a batch of clips."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) == 2 and shape[1] <= MAX_CHANNELS < shape[0]:
+        raise ValueError(f"raw_speech of shape {shape} looks like (samples, channels) audio; down-mix it to mono "
+                         f"first (e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips")
+
+
 def _check_not_a_path(raw_speech, what: str = "raw_speech") -> None:
     """A file path (or None) where audio is expected: say to load the audio first."""
     if raw_speech is None:
@@ -96,18 +104,10 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError("raw_speech is an empty list; pass at least one clip")
         is_batched = isinstance(raw_speech, (list, tuple)) and (
             hasattr(raw_speech[0], "__len__") or hasattr(raw_speech[0], "shape"))
-        if (is_batched and len({len(c) for c in raw_speech}) == 1
-                and len(raw_speech[0]) <= MAX_CHANNELS < len(raw_speech)):
-            # a list of equal (channels,) rows, e.g. audio.tolist() of (samples, channels) audio
-            raise ValueError(f"raw_speech of shape ({len(raw_speech)}, {len(raw_speech[0])}) looks like (samples, "
-                             f"channels) audio; down-mix it to mono first (e.g. audio.mean(axis=1)); a batch is "
-                             f"(clips, samples) or a list of 1-D clips")
+        if is_batched and len({len(c) for c in raw_speech}) == 1:  # e.g. audio.tolist() of (samples, channels)
+            _check_not_channel_last((len(raw_speech), len(raw_speech[0])))
         if not is_batched and hasattr(raw_speech, "ndim") and raw_speech.ndim == 2:
-            rows, cols = raw_speech.shape
-            if cols <= MAX_CHANNELS < rows:
-                raise ValueError(f"raw_speech of shape {tuple(raw_speech.shape)} looks like (samples, channels) "
-                                 f"audio; down-mix it to mono first (e.g. audio.mean(axis=1)); a batch is (clips, "
-                                 f"samples) or a list of 1-D clips")
+            _check_not_channel_last(raw_speech.shape)
             raw_speech, is_batched = list(raw_speech), True
         clips = [self._prepare_one(np.asarray(w) if isinstance(w, list) else w, f"clip {i}")
                  for i, w in enumerate(raw_speech if is_batched else [raw_speech])]

@@ -53,6 +53,14 @@ def periodic_hann(n: int) -> np.ndarray:
 MAX_CHANNELS = 8  # a 2-D (a, b) array with b <= MAX_CHANNELS < a is (samples, channels) audio, not a batch
 
 
+def _check_not_channel_last(shape) -> None:
+    """``(samples, channels)`` audio (what ``soundfile.read`` returns, or its ``.tolist()``) is not a batch of clips."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) == 2 and shape[1] <= MAX_CHANNELS < shape[0]:
+        raise ValueError(f"raw_speech of shape {shape} looks like (samples, channels) audio; down-mix it to mono "
+                         f"first (e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips")
+
+
 def _check_not_a_path(raw_speech, what: str = "raw_speech") -> None:
     """A file path (or None) where audio is expected: say to load the audio first."""
     if raw_speech is None:
@@ -193,18 +201,10 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
             raw_speech = _tensor_to_numpy(raw_speech)
         is_batched = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and (
             hasattr(raw_speech[0], "__len__"))
-        if (is_batched and len({len(c) for c in raw_speech}) == 1
-                and len(raw_speech[0]) <= MAX_CHANNELS < len(raw_speech)):
-            # a list of equal (channels,) rows, e.g. audio.tolist() of (samples, channels) audio
-            raise ValueError(f"raw_speech of shape ({len(raw_speech)}, {len(raw_speech[0])}) looks like (samples, "
-                             f"channels) audio; down-mix it to mono first (e.g. audio.mean(axis=1)); a batch is "
-                             f"(clips, samples) or a list of 1-D clips")
+        if is_batched and len({len(c) for c in raw_speech}) == 1:  # e.g. audio.tolist() of (samples, channels)
+            _check_not_channel_last((len(raw_speech), len(raw_speech[0])))
         if isinstance(raw_speech, np.ndarray) and raw_speech.ndim == 2:
-            rows, cols = raw_speech.shape
-            if cols <= MAX_CHANNELS < rows:
-                raise ValueError(f"raw_speech of shape {tuple(raw_speech.shape)} looks like (samples, channels) "
-                                 f"audio; down-mix it to mono first (e.g. audio.mean(axis=1)); a batch is (clips, "
-                                 f"samples) or a list of 1-D clips")
+            _check_not_channel_last(raw_speech.shape)
             is_batched = True
         clips = list(raw_speech) if is_batched else [raw_speech]
         if not clips:
