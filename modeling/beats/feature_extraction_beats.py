@@ -303,7 +303,7 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
         is_list = isinstance(raw_speech, (list, tuple)) and (
             isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple, str, bytes, os.PathLike))
             or raw_speech[0] is None)
-        win = self._frame_length_samples()
+        win = self._samples(self.frame_length_ms)
         if is_list:
             clips = [self._as_float_tensor(c, f"clip {i}") for i, c in enumerate(raw_speech)]
             for i, c in enumerate(clips):
@@ -355,8 +355,9 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                                  f"{self.frame_length_ms:g} ms frame ({win} samples at {self.sampling_rate} Hz)")
         return waves.contiguous(), padding, batched
 
-    def _frame_length_samples(self) -> int:
-        return int(self.sampling_rate * self.frame_length_ms * 0.001)
+    def _samples(self, milliseconds: float) -> int:
+        """Samples in ``milliseconds``, rounded down as :func:`kaldi_fbank` rounds its frame length and shift."""
+        return int(self.sampling_rate * milliseconds * 0.001)
 
     @staticmethod
     def _check_finite(waves: torch.Tensor) -> None:
@@ -440,8 +441,8 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
             frame_padding = torch.zeros(features.shape[:2], dtype=torch.bool)
         else:
             frame_padding = frame_padding_mask(sample_padding, num_frames, self.padding_mode,
-                                               frame_length=int(self.sampling_rate * self.frame_length_ms / 1000),
-                                               frame_shift=int(self.sampling_rate * self.frame_shift_ms / 1000))
+                                               frame_length=self._samples(self.frame_length_ms),
+                                               frame_shift=self._samples(self.frame_shift_ms))
         data = {"input_values": features}
         if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
             data["attention_mask"] = (~frame_padding).to(torch.long)
