@@ -297,11 +297,10 @@ def prepare_output_dir(args: argparse.Namespace, run: dict, *, run_folders: Iter
         raise SystemExit(f"--resume_from_checkpoint {resume} continues an earlier run and --overwrite_output_dir "
                          "deletes it: pass only one of them")
     if resume and str(resume) != "latest":
-        path = Path(resume)
-        if not path.exists():
-            raise SystemExit(f"--resume_from_checkpoint: no such folder: {path}")
-        if _EPOCH_RE.match(path.name) and not (path / TRAINER_STATE).is_file():
-            raise SystemExit(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {TRAINER_STATE})")
+        try:
+            path = _explicit_resume_path(resume)
+        except FileNotFoundError as err:
+            raise SystemExit(str(err)) from None
         root = checkpoint_root(path, out)
         if not (root.is_dir() and any(_epoch_dirs(d) for d in root.iterdir() if d.is_dir())):
             raise SystemExit(f"--resume_from_checkpoint: {path} holds no checkpoint (no "
@@ -484,6 +483,18 @@ def _epoch_dirs(stage_dir: Path) -> dict[int, Path]:
     return out
 
 
+def _explicit_resume_path(resume: str | os.PathLike, stage: str | None = None) -> Path:
+    """``--resume_from_checkpoint PATH`` (not ``latest``), checked: it exists, and an epoch folder (of ``stage``, when
+    given) holds a complete checkpoint. FileNotFoundError otherwise."""
+    path = Path(resume)
+    if not path.exists():
+        raise FileNotFoundError(f"--resume_from_checkpoint: no such folder: {path}")
+    if _EPOCH_RE.match(path.name) and (stage is None or path.parent.name == stage) and not (
+            path / TRAINER_STATE).is_file():
+        raise FileNotFoundError(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {TRAINER_STATE})")
+    return path
+
+
 def find_checkpoint(resume: str | os.PathLike | None, output_dir: str | os.PathLike, stage: str) -> Path | None:
     """The checkpoint folder a stage resumes from, or ``None`` (train from scratch).
 
@@ -494,13 +505,8 @@ def find_checkpoint(resume: str | os.PathLike | None, output_dir: str | os.PathL
     if not resume:
         return None
     if str(resume) != "latest":
-        path = Path(resume)
-        if not path.exists():
-            raise FileNotFoundError(f"--resume_from_checkpoint: no such folder: {path}")
+        path = _explicit_resume_path(resume, stage)
         if _EPOCH_RE.match(path.name) and path.parent.name == stage:
-            if not (path / TRAINER_STATE).is_file():
-                raise FileNotFoundError(f"--resume_from_checkpoint: {path} is not a complete checkpoint "
-                                        f"(no {TRAINER_STATE})")
             return path
     epochs = _epoch_dirs(checkpoint_root(resume, output_dir) / stage)
     return epochs[max(epochs)] if epochs else None
