@@ -94,9 +94,8 @@ def convert(src, dst, *, no_verify: bool = False, atol: float = DEFAULT_ATOL, ov
     src = Path(src)
     if not src.is_dir():
         raise FileNotFoundError(f"source ClapModel folder not found: {src}")
-    if src.resolve() == Path(dst).resolve():
-        raise ValueError(f"destination must differ from the source folder: {dst}")
-    dst = check_output_dir(dst, overwrite=overwrite, sources=[src])  # before the (slow) check: fail fast
+    # before the (slow) check: fail fast; also refuses dst == src ("output folder ... contains the source")
+    dst = check_output_dir(dst, overwrite=overwrite, sources=[src])
     model = ClapTeminalModel.from_clap(os.fspath(src), audio_time_segments=audio_time_segments)
     if not no_verify:
         source = ClapModel.from_pretrained(src).eval()
