@@ -205,11 +205,89 @@ def test_non_finite_samples_are_an_error_naming_clip_index_and_value(value):
         fe(batch, sampling_rate=16000)
 
 
-def test_finite_check_ignores_an_overflowing_sum_of_finite_samples():
-    """The happy-path check is one sum; finite values big enough to overflow it must not become an error."""
-    big = np.full((2, 4000), 3e38, dtype=np.float32)
-    out = BeatsFeatureExtractor()(big, sampling_rate=16000, return_tensors="pt")
-    assert out["input_values"].shape == (2, 1 + (4000 - 400) // 160, 128)
+@pytest.mark.parametrize("make", [lambda a: a, torch.from_numpy, lambda a: a.tolist()], ids=["numpy", "torch", "list"])
+@pytest.mark.parametrize("channels", [9, 16, 64])
+def test_multichannel_audio_with_more_than_8_channels_is_not_a_batch(make, channels):
+    """A mic array read by soundfile, (24000, 16), slipped past the old "at most 8 channels" guard and became 24000
+    one-frame clips. A row shorter than one frame cannot be a clip, whatever the channel count."""
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, (24000, channels)).astype(np.float32)
+    with pytest.raises(ValueError, match=re.escape(
+            f"raw_speech of shape (24000, {channels}) looks like (samples, channels) audio; down-mix it to mono first "
+            f"(e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips, and rows of {channels} "
+            f"samples are shorter than one analysis frame (400 samples)")):
+        BeatsFeatureExtractor()(make(audio), sampling_rate=16000)
+    # channels first is a batch of one clip per channel
+    out = BeatsFeatureExtractor()(np.ascontiguousarray(audio.T), sampling_rate=16000)
+    assert out["input_values"].shape == (channels, 148, 128)
+
+
+@pytest.mark.parametrize("batch, shown", [
+    (np.zeros((0, 16000), np.float32), r"\(shape \(0, 16000\)\)"),
+    (torch.zeros(0, 16000), r"\(shape \(0, 16000\)\)"),
+    ([], r"\(an empty list\)"),
+])
+def test_an_empty_batch_is_a_value_error_naming_it(batch, shown):
+    """(0, 16000) used to raise ZeroDivisionError from the frame chunking."""
+    with pytest.raises(ValueError, match=r"^raw_speech is an empty batch " + shown + r"; pass at least one clip of "
+                                         r"audio$"):
+        BeatsFeatureExtractor()(batch, sampling_rate=16000)
+    with pytest.raises(ValueError, match=r"kaldi_fbank got an empty batch \(shape \(0, 16000\)\)"):
+        kaldi_fbank(torch.zeros(0, 16000))
+
+
+def test_a_single_clip_shorter_than_a_frame_names_clip_length_and_minimum():
+    with pytest.raises(ValueError, match=r"^clip 0 has 399 samples, shorter than one 25 ms frame \(400 samples at "
+                                         r"16000 Hz\)$"):
+        BeatsFeatureExtractor()(_audio(399).numpy(), sampling_rate=16000)
+    with pytest.raises(ValueError, match=r"^raw_speech of shape \(3, 0\) has no samples: clip 0 is empty"):
+        BeatsFeatureExtractor()(np.zeros((3, 0), np.float32), sampling_rate=16000)
+
+
+def test_int16_range_float_audio_is_refused_unless_its_full_scale_is_given():
+    """Float audio holding int16 values (peak ~30,000) was used as is: features ~90 dB too loud."""
+    fe = BeatsFeatureExtractor()
+    clip = _audio(8000).numpy()
+    pcm = clip * 32768.0  # float32 holding int16-range values
+    with pytest.raises(ValueError, match=re.escape(
+            f"clip 1 has a peak amplitude of {np.abs(pcm).max():g} (index {int(np.argmax(np.abs(pcm) > 64))} is the "
+            f"first sample above 64): float audio must be in [-1, 1] and a peak above 64 means samples on another "
+            f"scale (e.g. int16 PCM stored as floats); divide it by its full scale (e.g. audio / 32768) or pass "
+            f"full_scale= (e.g. full_scale=32768)")):
+        fe([clip, pcm], sampling_rate=16000)
+    with pytest.raises(ValueError, match=r"^clip 2 has a peak amplitude of "):
+        fe(np.stack([clip, clip, pcm]), sampling_rate=16000)  # a 2-D batch names the row
+    expected = fe(clip, sampling_rate=16000, return_tensors="pt")["input_values"]
+    got = fe(pcm, sampling_rate=16000, full_scale=32768, return_tensors="pt")["input_values"]
+    torch.testing.assert_close(got, expected)
+    # a loud but plausible clip (peak 4, e.g. after a gain) is not refused
+    assert np.isfinite(fe(clip * 4 / np.abs(clip).max(), sampling_rate=16000)["input_values"]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_finite_amplitudes_are_refused_and_finite_with_full_scale(dtype):
+    """1e13 gave NaN features; 3e38 (and float64 1e300, Inf once cast to float32) too."""
+    fe = BeatsFeatureExtractor()
+    for peak in (1e13, 3e38) + ((1e300,) if dtype == np.float64 else ()):
+        audio = (_audio(4000).numpy().astype(dtype) / 0.4 * peak).astype(dtype)
+        with pytest.raises(ValueError, match=r"^clip 0 has a peak amplitude of [0-9.e+]+ \(index \d+ is the first "):
+            fe(audio, sampling_rate=16000)
+        out = fe(audio, sampling_rate=16000, full_scale=peak, return_tensors="pt")["input_values"]
+        assert out.shape == (1, 1 + (4000 - 400) // 160, 128) and bool(torch.isfinite(out).all())
+    with pytest.raises(ValueError, match=r"more than 64 x full_scale=2; check full_scale"):
+        fe(_audio(4000).numpy() * 1000, sampling_rate=16000, full_scale=2)
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "loud", True])
+def test_full_scale_must_be_a_positive_finite_number(bad):
+    with pytest.raises(ValueError, match=rf"^full_scale must be a positive finite number .*got {re.escape(repr(bad))}$"):
+        BeatsFeatureExtractor()(_audio(4000).numpy(), sampling_rate=16000, full_scale=bad)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_max_length_must_be_a_positive_whole_number(bad):
+    """max_length=-1 with truncation silently dropped the last sample."""
+    with pytest.raises(ValueError, match=rf"^max_length must be a positive whole number of samples, got {bad!r}$"):
+        BeatsFeatureExtractor()(_audio(4000).numpy(), sampling_rate=16000, max_length=bad, truncation=True)
 
 
 @pytest.mark.parametrize("length, match", [

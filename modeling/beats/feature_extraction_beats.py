@@ -32,7 +32,67 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 PADDING_MODES = ("reference", "time_aligned")
-MAX_CHANNELS = 8  # a 2-D input (a, b) with b <= MAX_CHANNELS < a is (samples, channels) audio, not a batch
+# Float audio is expected in [-1, 1]; a peak above this bound (+36 dBFS) is not a loud clip but samples on another
+# scale (int16 PCM stored as floats peaks near 32768) and is refused unless the caller says the scale (`full_scale=`).
+# The same bound and rule in every hf-alm feature extractor; it also keeps every output finite.
+MAX_PEAK = 64.0
+
+
+def _check_batch_shape(shape, min_samples: int) -> None:
+    """The rule for a 2-D ``(a, b)`` input, the same in every hf-alm feature extractor: it is a batch of ``a`` clips
+    of ``b`` samples. An empty batch is an error; rows shorter than one analysis frame (``min_samples``) cannot be
+    clips, so when there are more of them than they are long the array is ``(samples, channels)`` audio (what
+    ``soundfile.read`` returns, for any number of channels) and the error says to down-mix it."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 2:
+        return
+    if shape[0] == 0:
+        raise ValueError(f"raw_speech is an empty batch (shape {shape}); pass at least one clip of audio")
+    if shape[1] == 0:
+        raise ValueError(f"raw_speech of shape {shape} has no samples: clip 0 is empty (0 samples)")
+    if shape[1] < min_samples and shape[0] > shape[1]:
+        raise ValueError(f"raw_speech of shape {shape} looks like (samples, channels) audio; down-mix it to mono "
+                         f"first (e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips, and "
+                         f"rows of {shape[1]} samples are shorter than one analysis frame ({min_samples} samples)")
+
+
+def _check_full_scale(full_scale) -> float:
+    """``full_scale`` (the sample value of a full-scale signal) as a positive finite float."""
+    try:
+        value = float(full_scale)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(full_scale, bool) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"full_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
+                         f"for int16-range floats), got {full_scale!r}")
+    return value
+
+
+def _check_amplitude(waves: torch.Tensor, full_scale: float = 1.0, first_clip: int = 0) -> None:
+    """NaN / Inf samples, or a peak above ``MAX_PEAK * full_scale``: an error naming the clip, the sample and its value.
+
+    ``waves`` is one clip ``(N,)`` (named ``clip first_clip``) or a batch ``(B, N)``. One reduction on the happy path
+    (``aminmax`` propagates NaN)."""
+    low, high = torch.aminmax(waves)
+    peak = max(-float(low), float(high))
+    bound = MAX_PEAK * full_scale
+    if peak <= bound:  # False for NaN
+        return
+    rows = waves.reshape(-1, waves.shape[-1])
+    bad = (~torch.isfinite(rows)).nonzero()
+    if len(bad):
+        clip, sample = (int(v) for v in bad[0])  # nonzero() is row-major: the first bad sample of the first clip
+        raise ValueError(f"clip {first_clip + clip} has a non-finite sample ({float(rows[clip, sample])}) at index "
+                         f"{sample}")
+    clip, sample = (int(v) for v in (rows.abs() > bound).nonzero()[0])
+    clip_peak = float(rows[clip].abs().max())
+    if full_scale == 1.0:
+        raise ValueError(f"clip {first_clip + clip} has a peak amplitude of {clip_peak:g} (index {sample} is the first "
+                         f"sample above {MAX_PEAK:g}): float audio must be in [-1, 1] and a peak above {MAX_PEAK:g} "
+                         f"means samples on another scale (e.g. int16 PCM stored as floats); divide it by its full "
+                         f"scale (e.g. audio / 32768) or pass full_scale= (e.g. full_scale=32768)")
+    raise ValueError(f"clip {first_clip + clip} has a peak amplitude of {clip_peak:g} (index {sample} is the first "
+                     f"sample above {bound:g}), more than {MAX_PEAK:g} x full_scale={full_scale:g}; check full_scale")
 
 
 def _mel(freq):
@@ -169,6 +229,8 @@ def kaldi_fbank(waveforms: torch.Tensor, *, sampling_rate: int = 16000, num_mel_
     win = int(sampling_rate * frame_length_ms * 0.001)
     hop = int(sampling_rate * frame_shift_ms * 0.001)
     n_fft = 1 << (win - 1).bit_length()
+    if waveforms.shape[0] == 0:
+        raise ValueError(f"kaldi_fbank got an empty batch (shape {tuple(waveforms.shape)}); pass at least one clip")
     if waveforms.shape[-1] < win:
         raise ValueError(f"audio of {waveforms.shape[-1]} samples is shorter than one {frame_length_ms:g} ms frame "
                          f"({win} samples at {sampling_rate} Hz)")
@@ -269,15 +331,9 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                             f"array")
 
     @staticmethod
-    def _check_not_channel_last(shape: tuple) -> None:
-        """``(samples, channels)`` audio (what ``soundfile.read`` returns) is not a batch of tiny clips."""
-        if len(shape) == 2 and shape[1] <= MAX_CHANNELS < shape[0]:
-            raise ValueError(f"raw_speech of shape {tuple(shape)} looks like (samples, channels) audio; down-mix it "
-                             f"to mono first (e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D "
-                             f"clips")
-
-    @staticmethod
     def _as_float_tensor(x, what: str) -> torch.Tensor:
+        """``x`` as a float32 or float64 tensor (float64 kept until the amplitude check, so that huge values are not
+        turned into Inf by the cast)."""
         BeatsFeatureExtractor._check_not_a_path(x, what)
         if isinstance(x, torch.Tensor):
             t = x.detach().cpu()
@@ -292,14 +348,28 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
         if not (t.is_floating_point()):
             raise ValueError(f"{what}: expected float audio in [-1, 1], got dtype {t.dtype}; convert integer PCM "
                              f"first (e.g. int16 / 32768)")
+        return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
+
+    @staticmethod
+    def _to_unit_scale(t: torch.Tensor, full_scale: float, first_clip: int = 0) -> torch.Tensor:
+        """Checked (finite, peak within ``MAX_PEAK * full_scale``), divided by ``full_scale``, as float32."""
+        _check_amplitude(t, full_scale, first_clip)
+        if full_scale != 1.0:
+            t = t / full_scale
         return t.to(torch.float32)
 
-    def _batch(self, raw_speech, attention_mask):
+    def _short_clip_error(self, index: int, length: int) -> ValueError:
+        win = self._samples(self.frame_length_ms)
+        return ValueError(f"clip {index} is empty (0 samples)" if length == 0 else
+                          f"clip {index} has {length} samples, shorter than one {self.frame_length_ms:g} ms frame "
+                          f"({win} samples at {self.sampling_rate} Hz)")
+
+    def _batch(self, raw_speech, attention_mask, full_scale: float = 1.0):
         """-> waveforms (B, N) float32, sample padding mask (B, N) bool (True = padding; None when nothing is
         padded), batched flag."""
         self._check_not_a_path(raw_speech, "raw_speech")
         if isinstance(raw_speech, (list, tuple)) and len(raw_speech) == 0:
-            raise ValueError("raw_speech is an empty list; pass at least one clip")
+            raise ValueError("raw_speech is an empty batch (an empty list); pass at least one clip of audio")
         is_list = isinstance(raw_speech, (list, tuple)) and (
             isinstance(raw_speech[0], (np.ndarray, torch.Tensor, list, tuple, str, bytes, os.PathLike))
             or raw_speech[0] is None)
@@ -314,12 +384,11 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                                  "(the list's lengths define the padding)")
             lengths = [c.shape[0] for c in clips]
             if len(set(lengths)) == 1:  # a nested list of (samples, channels) rows
-                self._check_not_channel_last((len(clips), lengths[0]))
+                _check_batch_shape((len(clips), lengths[0]), win)
             for i, length in enumerate(lengths):
                 if length < win:  # padded with silence, it would be all masked and give a constant output
-                    raise ValueError(f"clip {i} is empty (0 samples)" if length == 0 else
-                                     f"clip {i} has {length} samples, shorter than one {self.frame_length_ms:g} ms "
-                                     f"frame ({win} samples at {self.sampling_rate} Hz)")
+                    raise self._short_clip_error(i, length)
+            clips = [self._to_unit_scale(c, full_scale, i) for i, c in enumerate(clips)]
             n = max(lengths)
             if min(lengths) == n:  # nothing to pad
                 return torch.stack(clips), None, True
@@ -329,13 +398,16 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
             padding = torch.arange(n).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)
             return waves, padding, True
         waves = self._as_float_tensor(raw_speech, "raw_speech")
-        self._check_not_channel_last(tuple(waves.shape))
+        _check_batch_shape(tuple(waves.shape), win)
         batched = waves.dim() == 2
         if waves.dim() == 1:
             waves = waves.unsqueeze(0)
         elif waves.dim() != 2:
             raise ValueError(f"raw_speech must be 1-D (one clip) or 2-D (batch, samples), got shape "
                              f"{tuple(waves.shape)}")
+        if waves.shape[1] < win:
+            raise self._short_clip_error(0, waves.shape[1])
+        waves = self._to_unit_scale(waves, full_scale)
         if attention_mask is None:
             padding = None
         else:
@@ -360,19 +432,6 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
         return int(self.sampling_rate * milliseconds * 0.001)
 
     @staticmethod
-    def _check_finite(waves: torch.Tensor) -> None:
-        """NaN / Inf samples: an error naming the clip, the sample and its value.
-
-        One reduction on the happy path: samples are in [-1, 1], so the sum of a finite batch cannot overflow (if
-        huge finite values ever make it overflow, the search below finds nothing and the call goes on)."""
-        if bool(torch.isfinite(waves.sum())):
-            return
-        bad = (~torch.isfinite(waves)).nonzero()
-        if len(bad):
-            clip, sample = (int(v) for v in bad[0])  # nonzero() is row-major: the first bad sample of the first clip
-            raise ValueError(f"clip {clip} has a non-finite sample ({float(waves[clip, sample])}) at index {sample}")
-
-    @staticmethod
     def _check_sampling_rate(sampling_rate) -> int:
         """``sampling_rate`` as an int: an int, a numpy integer or a float with an integral value."""
         value = sampling_rate
@@ -387,12 +446,13 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
     # ------------------------------------------------------------------ main entry
     def __call__(self, raw_speech, sampling_rate: int | None = None, attention_mask=None,
                  return_tensors: str | None = None, return_attention_mask: bool | None = None,
-                 **kwargs) -> BatchFeature:
+                 full_scale: float | None = None, **kwargs) -> BatchFeature:
         """Featurise one clip, a list of variable-length clips, or a ``(batch, samples)`` array.
 
         Args:
             raw_speech: 1-D array / tensor (one clip), a list of 1-D arrays (padded with silence to the longest), or a
-                2-D ``(batch, samples)`` array / tensor; float values in [-1, 1], 16 kHz.
+                2-D ``(batch, samples)`` array / tensor; float values in [-1, 1], 16 kHz. A 2-D array whose rows are
+                shorter than one frame and outnumber their length is ``(samples, channels)`` audio: an error.
             sampling_rate: the rate of ``raw_speech``; anything but ``self.sampling_rate`` is an error.
             attention_mask: optional sample-level mask for a 2-D batch (1 / True = real sample).
             return_tensors: ``"pt"`` for torch tensors, ``"np"`` (or ``None``) for numpy arrays.
@@ -401,6 +461,9 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                 ``max_length`` samples).
             max_length: a length in samples for ``padding="max_length"`` and ``truncation``.
             truncation: cut clips longer than ``max_length`` (otherwise such a clip is an error).
+            full_scale: the sample value of full scale when the audio is not in [-1, 1] (e.g. ``32768`` for int16
+                PCM stored as floats); samples are divided by it. Without it, a peak above ``MAX_PEAK`` (64) is an
+                error naming the clip and its peak (such audio would give features ~90 dB too loud, or NaN).
         """
         if sampling_rate is None:
             logger.warning_once(f"BeatsFeatureExtractor was called without `sampling_rate`; assuming "
@@ -418,9 +481,13 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                              f"with silence), got {padding!r}")
         if (padding == "max_length" or truncation) and max_length is None:
             raise ValueError(f"padding={padding!r} / truncation={truncation!r} need max_length (in samples)")
-        waves, sample_padding, _ = self._batch(raw_speech, attention_mask)
+        full_scale = 1.0 if full_scale is None else _check_full_scale(full_scale)
         if max_length is not None:
+            if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1:
+                raise ValueError(f"max_length must be a positive whole number of samples, got {max_length!r}")
             max_length = int(max_length)
+        waves, sample_padding, _ = self._batch(raw_speech, attention_mask, full_scale)
+        if max_length is not None:
             if waves.shape[1] > max_length:
                 if not truncation:
                     raise ValueError(f"audio of {waves.shape[1]} samples is longer than max_length={max_length}; "
@@ -434,7 +501,6 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                 waves = torch.nn.functional.pad(waves, (0, extra), value=float(self.padding_value))
                 sample_padding = torch.nn.functional.pad(sample_padding, (0, extra), value=True)
             waves = waves.contiguous()
-        self._check_finite(waves)
         features = self.extract(waves)
         num_frames = features.shape[1]
         if sample_padding is None or not bool(sample_padding.any()):
