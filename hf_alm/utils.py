@@ -6,9 +6,11 @@ import contextlib
 import errno
 import os
 import random
+import re
 import shutil
 import stat
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +215,214 @@ def save_pretrained_into(output_dir: str | os.PathLike, *objects) -> None:
             os.replace(f, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ weight files: read safely, never unpickle objects
+# The one rule for every file hf-alm reads weights from (converters, the CLI, training resume, caches): a torch / pickle
+# file is read only with torch's weights-only unpickler (tensors and plain values); a file that needs more is refused,
+# whoever asks, never retried with a full unpickle. Errors are CheckpointError (a ValueError) naming the file.
+
+class CheckpointError(ValueError):
+    """A weights or checkpoint file that cannot be read: missing, empty, truncated, corrupt or not a weights file. The
+    message names the file and the problem."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A torch / pickle file that pickles Python objects beyond tensors and plain values: reading it would run
+    whatever code it names, so hf-alm refuses it."""
+
+
+_TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+_KNOWN_MAGIC = ((b"RIFF", "a RIFF/WAV audio file"), (b"fLaC", "a FLAC audio file"), (b"OggS", "an Ogg audio file"),
+                (b"ID3", "an MP3 audio file"), (b"\x89HDF", "an HDF5 file"), (b"\x93NUMPY", "a numpy .npy file"),
+                (b"\x1f\x8b", "a gzip file"), (b"{", "a JSON/text file"), (b"<", "an HTML/XML file"),
+                (b"version https://git-lfs", "a Git LFS pointer (the weights were never downloaded)"))
+# globals a checkpoint of tensors and plain values may name (reported, never trusted: torch's weights-only unpickler
+# is what decides); anything else is "a Python object" in the messages below
+_PLAIN_GLOBALS = re.compile(r"^(torch(\.\w+)*|collections\.OrderedDict|_codecs\.encode|builtins\.(set|frozenset|"
+                            r"bytearray|slice|complex|int|float|bool|str|bytes|tuple|list|dict))$")
+
+
+def _sniff(path: Path, head: bytes) -> str | None:
+    """What ``head`` (the first bytes of ``path``) says the file is when it is not a torch file, else None."""
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch's zip format / a pickle (legacy torch format)
+        return None
+    if len(head) >= 10 and head[8:10] == b'{"':
+        return "a safetensors file (read it with safetensors, not torch.load)"
+    for magic, what in _KNOWN_MAGIC:
+        if head.startswith(magic):
+            return what
+    return f"unrecognised content (first bytes {head[:8]!r})"
+
+
+def _pickle_payloads(path: Path) -> list[bytes]:
+    """The pickle stream(s) of a torch file: ``*.pkl`` members of its zip archive, or the whole file (legacy)."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return [archive.read(name) for name in archive.namelist() if name.endswith(".pkl")]
+    return [path.read_bytes()]
+
+
+def pickled_globals(path: str | os.PathLike) -> list[str] | None:
+    """The Python objects (``module.name``) that the pickle(s) of the torch file ``path`` name, read statically with
+    ``pickletools`` (nothing is imported or run); None when the pickle cannot be parsed (corrupt, truncated)."""
+    import io
+    import pickletools
+
+    strings = ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING")
+    found: list[str] = []
+    try:
+        for payload in _pickle_payloads(Path(path)):
+            stream = io.BytesIO(payload)
+            # a zip member is one pickle; a legacy torch file is five in a row, then raw storage bytes
+            for _ in range(5):
+                recent: list = []
+                memo: dict = {}
+                stopped = False
+                for op, arg, _pos in pickletools.genops(stream):
+                    if op.name in ("GLOBAL", "INST"):
+                        found.append(str(arg).replace(" ", "."))
+                    elif op.name == "STACK_GLOBAL":
+                        parts = recent[-2:]
+                        found.append(".".join(parts) if len(parts) == 2 and all(isinstance(p, str) for p in parts)
+                                     else "<unknown>")
+                    if op.name in strings:
+                        recent.append(arg if isinstance(arg, str) else arg.decode("latin-1"))
+                    elif op.name == "MEMOIZE":
+                        memo[len(memo)] = recent[-1] if recent else None
+                    elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                        memo[arg] = recent[-1] if recent else None
+                    elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+                        recent.append(memo.get(arg))
+                    else:
+                        recent.append(None)
+                    del recent[:-4]
+                    stopped = op.name == "STOP"
+                if not stopped:
+                    return None
+                if payload[stream.tell():stream.tell() + 1] != b"\x80":  # no further pickle follows
+                    break
+    except Exception:  # noqa: BLE001 - a corrupt / truncated pickle or zip: "cannot be parsed"
+        return None
+    # protocol <= 2 pickles write Python 2 module names, which Python 3 maps back on load (pickle's fix_imports)
+    found = [re.sub(r"^__builtin__\.", "builtins.", re.sub(r"^copy_reg\.", "copyreg.", n)) for n in found]
+    return list(dict.fromkeys(found))
+
+
+def _resave_advice(path: Path, resave: str) -> str:
+    return (f"if you trust this file and where it came from, re-save its weights yourself and use the copy: python -c "
+            f"\"import torch; c = torch.load('{path}', map_location='cpu', weights_only=False); "
+            f"torch.save({resave}, '{path.with_suffix('.weights' + (path.suffix or '.pt'))}')\" "
+            f"(the load runs the file's code: only for a file you trust)")
+
+
+_RESAVE_TENSORS = "{k: v for k, v in c.items() if isinstance(v, (torch.Tensor, dict))}"
+
+
+def load_torch_file(path: str | os.PathLike, *, what: str = "torch checkpoint", resave: str = _RESAVE_TENSORS,
+                    mmap: bool = False):
+    """``torch.load(path, map_location="cpu", weights_only=True)``: tensors and plain values only, never a full
+    unpickle. Every failure is a :class:`CheckpointError` naming ``path`` (and ``what`` it should be):
+    :class:`UnsafeCheckpointError` for a file that pickles Python objects (the message names them and what the user
+    can do: re-save the weights themselves, knowingly; ``resave`` is the expression of the loaded object ``c`` to
+    save, e.g. ``"{'model': c['model']}"``), IsADirectoryError / FileNotFoundError for a folder / missing path.
+    torch's own advice to set ``weights_only=False`` is never relayed."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder; pass the file itself")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path}: file is empty (0 bytes), not a {what}")
+    with open(path, "rb") as fh:
+        head = fh.read(32)
+    other = _sniff(path, head)
+    if other is not None:
+        expected = "" if what == "torch checkpoint" else f" (expected a {what})"
+        raise CheckpointError(f"{path} is not a torch checkpoint: it is {other}{expected}")
+    try:
+        with warnings.catch_warnings():  # e.g. torch's "Detected pickle protocol 4" on a foreign pickle
+            warnings.simplefilter("ignore")
+            if mmap and head.startswith(b"PK\x03\x04"):  # only torch's zip format can be memory-mapped
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - classified below without relaying torch's unsafe advice
+        raise _classify_load_error(path, err, what, resave) from None
+
+
+def _classify_load_error(path: Path, err: Exception, what: str, resave: str) -> CheckpointError:
+    names = pickled_globals(path)
+    objects = [n for n in names or () if not _PLAIN_GLOBALS.match(n)]
+    if objects:
+        shown = ", ".join(objects[:5]) + (f" and {len(objects) - 5} more" if len(objects) > 5 else "")
+        return UnsafeCheckpointError(
+            f"{path} is not a {what}: it pickles the Python object{'s' if len(objects) > 1 else ''} {shown}, which "
+            f"hf-alm never unpickles (loading a file's objects runs code the file names); "
+            f"{_resave_advice(path, resave)}")
+    if names is None:
+        return CheckpointError(f"{path} is not a readable {what}: it is truncated or corrupt (its pickle data "
+                               f"cannot be parsed{_first_line(err)})")
+    return CheckpointError(f"{path} is not a readable {what}{_first_line(err)}")
+
+
+def _first_line(err: Exception) -> str:
+    """``": Type: first line"`` of ``err``, or just the type when torch's text would advise an unsafe load."""
+    text = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
+    if not text or "weights_only" in text.lower().replace(" ", "_") or "unpickl" in text.lower():
+        return f"; torch.load: {type(err).__name__}"
+    return f"; torch.load: {type(err).__name__}: {text[:300]}"
+
+
+def check_safetensors_file(path: str | os.PathLike, *, what: str = "safetensors weights file") -> list[str]:
+    """Open ``path`` with safetensors (header and offsets checked against the file size, no tensor read) and return
+    its tensor names; a missing, empty, truncated or lying file is a :class:`CheckpointError` naming it."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    size = path.stat().st_size
+    if size < 8:
+        raise CheckpointError(f"{path} is not a {what}: {size} bytes, shorter than a safetensors header")
+    with open(path, "rb") as fh:
+        header_len = int.from_bytes(fh.read(8), "little")
+    if header_len > size - 8:
+        raise CheckpointError(f"{path} is not a complete {what}: its header claims {header_len} bytes but the file "
+                              f"has {size} (truncated, or not a safetensors file)")
+    try:
+        with safe_open(path, framework="pt") as fh:
+            return list(fh.keys())
+    except Exception as err:  # noqa: BLE001 - SafetensorError and friends carry no path
+        raise CheckpointError(f"{path} is not a valid {what} (truncated or corrupt): {type(err).__name__}: "
+                              f"{str(err)[:300]}") from None
+
+
+def load_safetensors_file(path: str | os.PathLike, *, what: str = "safetensors weights file") -> dict:
+    """``safetensors.torch.load_file`` after :func:`check_safetensors_file`; errors name ``path``."""
+    from safetensors.torch import load_file
+
+    check_safetensors_file(path, what=what)
+    try:
+        return load_file(path)
+    except Exception as err:  # noqa: BLE001
+        raise CheckpointError(f"{path} is not a valid {what}: {type(err).__name__}: {str(err)[:300]}") from None
+
+
+def check_weight_files(folder: str | os.PathLike, *, mmap: bool = True) -> None:
+    """Check every weights file in a model folder before transformers reads it: ``*.safetensors`` with
+    :func:`check_safetensors_file`, torch files (``*.bin``, ``*.pt``, ...) with :func:`load_torch_file` (memory-mapped
+    where the format allows). So a folder with an unsafe ``pytorch_model.bin`` or a truncated ``model.safetensors``
+    gets one clear :class:`CheckpointError` naming the file, before any model is built."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.iterdir()):
+        if not path.is_file():
+            continue
+        if path.suffix == ".safetensors":
+            check_safetensors_file(path)
+        elif path.suffix in _TORCH_SUFFIXES and not path.name.startswith("training_args"):
+            load_torch_file(path, what="weights file", mmap=mmap)

@@ -26,6 +26,15 @@ def converted(beats_reference_path, tmp_path_factory):
     found = sorted(p.stem for p in beats_reference_path.glob("*.pt"))
     assert found == sorted(NAMES), f"fixture checkpoints changed: {found}"
     root = tmp_path_factory.mktemp("beats_converted")
+    # the original's padded-batch rule, for bit-parity with the reference's padded calls
+    return {name: convert(beats_reference_path / f"{name}.pt", root / name, padding_mode="reference")
+            for name in NAMES}
+
+
+@pytest.fixture(scope="module")
+def converted_default(beats_reference_path, tmp_path_factory):
+    """Every .pt converted with the default settings (padding_mode="time_aligned")."""
+    root = tmp_path_factory.mktemp("beats_converted_default")
     return {name: convert(beats_reference_path / f"{name}.pt", root / name) for name in NAMES}
 
 
@@ -175,6 +184,64 @@ def test_tokenizer_parity(beats_reference_path, converted, padded):
             torch.testing.assert_close(store[key], io[f"hidden_nopad.{key}"], **ATOL_HIDDEN)
 
 
+def test_default_conversion_is_time_aligned_and_matches_the_original_without_padding(beats_reference_path,
+                                                                                    converted_default):
+    """Unpadded clips give the original's numbers in the default (time-aligned) mode too."""
+    from transformers import AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
+
+    from hf_alm.modeling.beats import BeatsAcousticTokenizer
+
+    for name, path in converted_default.items():
+        cfg = json.loads((path / "config.json").read_text())
+        pre = json.loads((path / "preprocessor_config.json").read_text())
+        assert cfg["padding_mode"] == "time_aligned" and pre["padding_mode"] == "time_aligned", name
+    io = _io(beats_reference_path, "beats_dev_finetuned")
+    path = converted_default["beats_dev_finetuned"]
+    fe = AutoFeatureExtractor.from_pretrained(path)
+    model = AutoModelForAudioClassification.from_pretrained(path)
+    assert model.config.padding_mode == "time_aligned"
+    with torch.no_grad():
+        out = model(**fe(io["waveform"], sampling_rate=16000, return_tensors="pt"))
+    torch.testing.assert_close(out.logits, io["logits_nopad"], **ATOL_LOGITS)
+    torch.testing.assert_close(out.frame_logits, io["frame_logits_nopad"], **ATOL_HIDDEN)
+    io = _io(beats_reference_path, "beats_dev_pretrained")
+    model = AutoModel.from_pretrained(converted_default["beats_dev_pretrained"])
+    with torch.no_grad():
+        out = model(**fe(io["waveform"], sampling_rate=16000, return_tensors="pt"))
+    torch.testing.assert_close(out.last_hidden_state, io["features_nopad"], **ATOL_HIDDEN)
+    io = _io(beats_reference_path, "tokenizer_dev")
+    tok = BeatsAcousticTokenizer.from_pretrained(converted_default["tokenizer_dev"])
+    labels = tok.extract_labels(**fe(io["waveform"], sampling_rate=16000, return_tensors="pt"))
+    assert torch.equal(labels.flatten(), io["labels_nopad"])
+
+
+def test_default_conversion_gives_each_padded_clip_its_own_logits(beats_reference_path, converted, converted_default):
+    """In the padded fixture batch (2.0 s + 1.3 s clip), the time-aligned default gives the short clip exactly what it
+    gets alone; the reference mode reproduces the original's padded call, which differs from that."""
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    io = _io(beats_reference_path, "beats_dev_finetuned")
+    real = int((~io["padding_mask"][1]).sum())
+    results = {}
+    for mode, folders in (("time_aligned", converted_default), ("reference", converted)):
+        path = folders["beats_dev_finetuned"]
+        fe = AutoFeatureExtractor.from_pretrained(path)
+        model = AutoModelForAudioClassification.from_pretrained(path)
+        assert model.config.padding_mode == mode and fe.padding_mode == mode
+        with torch.no_grad():
+            batched = model(**fe(io["waveform"], sampling_rate=16000, attention_mask=~io["padding_mask"],
+                                 return_tensors="pt")).logits
+            alone = model(**fe(io["waveform"][1, :real], sampling_rate=16000, return_tensors="pt")).logits[0]
+        results[mode] = (batched, alone)
+    batched, alone = results["time_aligned"]
+    torch.testing.assert_close(batched[1], alone, **ATOL_LOGITS)
+    torch.testing.assert_close(batched[0], io["logits"][0], **ATOL_LOGITS)  # the unpadded row: the original's
+    # the clip alone is the same in both modes; only the padded-batch rule differs
+    torch.testing.assert_close(results["reference"][1], alone, **ATOL_LOGITS)
+    torch.testing.assert_close(results["reference"][0], io["logits"], **ATOL_LOGITS)
+    assert float((results["reference"][0][1] - alone).abs().max()) > 1e-4
+
+
 def test_eager_and_sdpa_agree_on_the_converted_classifier(beats_reference_path, converted):
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
@@ -212,12 +279,13 @@ def test_pipeline_audio_classification_returns_label_names(beats_reference_path,
 def test_cli_conversion(beats_reference_path, tmp_path):
     from hf_alm.cli import main
 
-    dst = tmp_path / "cli_out"
-    assert main(["convert", "beats", str(beats_reference_path / "beats_dev_finetuned.pt"), str(dst),
-                 "--padding_mode", "time_aligned"]) == 0
-    cfg = json.loads((dst / "config.json").read_text())
-    pre = json.loads((dst / "preprocessor_config.json").read_text())
-    assert cfg["padding_mode"] == "time_aligned" and pre["padding_mode"] == "time_aligned"
+    for flags, mode in (([], "time_aligned"), (["--padding_mode", "reference"], "reference")):
+        dst = tmp_path / f"cli_out_{mode}"
+        assert main(["convert", "beats", str(beats_reference_path / "beats_dev_finetuned.pt"), str(dst),
+                     *flags]) == 0
+        cfg = json.loads((dst / "config.json").read_text())
+        pre = json.loads((dst / "preprocessor_config.json").read_text())
+        assert cfg["padding_mode"] == mode and pre["padding_mode"] == mode
     out = subprocess.run([sys.executable, "-m", "hf_alm.cli", "convert", "beats", "--help"], capture_output=True,
                          text=True)
     assert out.returncode == 0 and "--padding_mode" in out.stdout and "--problem_type" in out.stdout
@@ -290,7 +358,9 @@ def test_converter_explains_unreadable_sources(tmp_path):
     with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'pickled.pt'))} is not a BEATs checkpoint: it "
                                          r"pickles the Python object argparse\.Namespace") as info:
         convert(tmp_path / "pickled.pt", tmp_path / "out")
-    assert "weights_only=False" not in str(info.value) and "weights_only` set to `False" not in str(info.value)
+    text = str(info.value)  # torch's blanket advice is not relayed; the only unsafe load shown is conditional
+    assert "weights_only` set to `False" not in text and "will likely succeed" not in text
+    assert text.count("weights_only=False") == 1 and text.index("if you trust this file") < text.index("weights_only")
     assert info.value.__cause__ is None and info.value.__suppress_context__  # torch's advice is not chained either
     folder = tmp_path / "release"
     folder.mkdir()

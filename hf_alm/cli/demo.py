@@ -53,12 +53,16 @@ def resolve_model_folder(path: str | None, flag: str) -> str | None:
     names the folders to pass, as is a folder without any model."""
     if not path:
         return path
+    from hf_alm.utils import check_weight_files
+
     folder = Path(path).expanduser()
     if not folder.is_dir() or (folder / "config.json").is_file():
+        check_weight_files(folder)  # a local folder's unsafe .bin / truncated .safetensors: one error naming the file
         return path
     final = folder / "model"
     if (final / "config.json").is_file():
         print(f"hf-alm demo: {flag} {path} is a recipe output folder; using its final model {final}", file=sys.stderr)
+        check_weight_files(final)
         return str(final)
     folds = sorted(p.parent for p in folder.glob("folds/*/config.json"))
     if folds:

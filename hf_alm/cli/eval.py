@@ -107,6 +107,9 @@ def _check_model(model: str) -> None:
                              for p in path.glob(pattern)})
             hint = f"; model folders inside it: {', '.join(map(str, inside))}" if inside else ""
             raise FileNotFoundError(f"{model} is not a model folder (no config.json){hint}")
+        from hf_alm.utils import check_weight_files
+
+        check_weight_files(path)  # an unsafe .bin / truncated .safetensors: one CheckpointError naming the file
         return
     if path.exists():
         raise FileNotFoundError(f"{model} is a file, not a model folder")

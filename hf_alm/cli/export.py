@@ -42,6 +42,9 @@ def add_parser(subparsers) -> None:
 
 def _run_tiny(args) -> int:
     from hf_alm.export import export_tiny
+    from hf_alm.utils import check_weight_files
+
+    check_weight_files(args.model_dir)  # an unsafe .bin / truncated .safetensors: one error naming the file
 
     if args.max_calibration_clips < 1:
         raise ValueError(f"--max_calibration_clips must be >= 1, got {args.max_calibration_clips}")

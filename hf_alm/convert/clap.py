@@ -87,7 +87,7 @@ def convert(src, dst, *, no_verify: bool = False, atol: float = DEFAULT_ATOL, ov
     from transformers import ClapModel
 
     from hf_alm.modeling.clap_teminal import ClapTeminalFeatureExtractor, ClapTeminalModel, ClapTeminalProcessor
-    from hf_alm.utils import atomic_directory, check_output_dir
+    from hf_alm.utils import atomic_directory, check_output_dir, check_weight_files
 
     if overwrite and no_overwrite:
         raise ValueError("overwrite and no_overwrite contradict each other (--overwrite / --no_overwrite); pass one")
@@ -96,6 +96,9 @@ def convert(src, dst, *, no_verify: bool = False, atol: float = DEFAULT_ATOL, ov
         raise FileNotFoundError(f"source ClapModel folder not found: {src}")
     # before the (slow) check: fail fast; also refuses dst == src ("output folder ... contains the source")
     dst = check_output_dir(dst, overwrite=overwrite, sources=[src])
+    # before transformers reads them: an unsafe pytorch_model.bin (pickled objects) or a truncated model.safetensors is
+    # one CheckpointError naming the file, not torch's traceback advising weights_only=False
+    check_weight_files(src)
     model = ClapTeminalModel.from_clap(os.fspath(src), audio_time_segments=audio_time_segments)
     if not no_verify:
         source = ClapModel.from_pretrained(src).eval()

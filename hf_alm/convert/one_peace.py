@@ -6,6 +6,16 @@ model weight left without a source is an error too. Sizes are read from the chec
 what shapes cannot tell: conv strides, attention heads). One shared relative-position table (pretrained checkpoints)
 and per-layer copies (fine-tuned, ``copy_rel_pos_table``) are both accepted; saved ``rp_bucket`` buffers are checked
 against the recomputed ones. The converted weights keep the Apache-2.0 licence of ONE-PEACE (a NOTICE is written).
+
+The checkpoint is read with ``torch.load(..., weights_only=True)`` only: tensors and plain values. hf-alm never
+unpickles Python objects from a file (that runs code the file names). Original fairseq checkpoints store ``cfg`` as an
+omegaconf ``DictConfig`` (older ones as an ``argparse.Namespace``) and are refused with that explanation; if you trust
+the file and where it came from, re-save its weights and a plain-dict cfg yourself, knowingly, and convert the copy::
+
+    import torch; from omegaconf import OmegaConf
+    c = torch.load("one-peace.pt", map_location="cpu", weights_only=False)  # runs the file's code: trusted files only
+    cfg = OmegaConf.to_container(c["cfg"], resolve=True) if OmegaConf.is_config(c["cfg"]) else vars(c["cfg"])
+    torch.save({"cfg": cfg, "model": c["model"]}, "one-peace.weights.pt")
 """
 
 from __future__ import annotations
@@ -18,9 +28,14 @@ from pathlib import Path
 
 import torch
 
+from hf_alm.convert import check_weights
+
 _ORIG_SPEC = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]"
 TARGETS = ("auto", "model", "projection", "pretraining", "classification")
 SRC_HELP = "the original ONE-PEACE checkpoint file (.pt, fairseq {'cfg', 'model'})"
+# what a user re-saves from a checkpoint whose cfg is a pickled omegaconf / argparse object, if they trust the file
+RESAVE = ("{'model': c['model'], "
+          "'cfg': __import__('omegaconf').OmegaConf.to_container(c['cfg'], resolve=True)}")
 
 NOTICE = """This folder contains weights converted from ONE-PEACE (OFA-Sys/ONE-PEACE, https://github.com/OFA-Sys/ONE-PEACE),
 released under the Apache License 2.0 (https://www.apache.org/licenses/LICENSE-2.0). The converted weights keep that
@@ -308,6 +323,8 @@ def convert_state_dict(state: dict, cfg=None, *, target="auto", drop_image=False
     extra = sorted(set(mapped) - set(ours))
     if extra:
         raise ValueError(f"{len(extra)} mapped key(s) do not exist in {cls.__name__}: {', '.join(extra)}")
+    ids = {id(v): old for old, v in state.items()}
+    check_weights(mapped, ours, {new: ids.get(id(v), new) for new, v in mapped.items()})  # int for float, NaN / Inf
     for k, v in mapped.items():
         if ours[k].shape != v.shape:
             raise ValueError(f"shape mismatch for {k}: checkpoint {tuple(v.shape)} vs model {tuple(ours[k].shape)}")
@@ -319,36 +336,24 @@ def convert_state_dict(state: dict, cfg=None, *, target="auto", drop_image=False
 
 
 def _load(src):
+    from hf_alm.utils import load_torch_file
+
     path = Path(src)
     if path.is_dir():
         raise IsADirectoryError(f"ONE-PEACE checkpoint {src} is a folder; pass the .pt file itself")
     if not path.is_file():
         raise FileNotFoundError(f"ONE-PEACE checkpoint not found: {src}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{src}: file is empty (0 bytes), not a ONE-PEACE checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # fairseq checkpoints may pickle omegaconf / argparse objects in 'cfg'
-        import warnings
-
-        warnings.warn(f"{src}: not loadable with weights_only=True (it pickles Python objects, e.g. fairseq's cfg); "
-                      "loading it with full unpickling - only convert checkpoints you trust", stacklevel=2)
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - not a checkpoint at all
-            raise ValueError(f"{src} is not a torch checkpoint (torch.load could not read it: "
-                             f"{type(err).__name__}: {err})") from err
+    # tensors and plain values only, never a full unpickle (a fairseq checkpoint whose cfg is an omegaconf /
+    # argparse object is refused with the way to re-save it; see the module docstring)
+    ckpt = load_torch_file(path, what="ONE-PEACE checkpoint", resave=RESAVE)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"{src} is not a fairseq checkpoint: expected a dict with a 'model' entry, got "
                          f"{type(ckpt).__name__} with keys {list(ckpt)[:5] if isinstance(ckpt, dict) else '-'}")
     cfg = ckpt.get("cfg")
     if cfg is not None and not isinstance(cfg, dict):
-        try:  # omegaconf DictConfig
-            from omegaconf import OmegaConf
-
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-        except Exception:
-            cfg = dict(cfg) if hasattr(cfg, "keys") else None
+        raise ValueError(f"{src}: the checkpoint's 'cfg' is a {type(cfg).__name__}, expected a dict (or none)")
+    if not isinstance(ckpt["model"], dict):
+        raise ValueError(f"{src}: the checkpoint's 'model' is a {type(ckpt['model']).__name__}, expected a state dict")
     return ckpt["model"], cfg
 
 

@@ -153,7 +153,10 @@ def cached_clips(cache_dir, ds, feature_extractor, *, dataset_spec: str, max_sec
         os.replace(tmp, path)
     if wait is not None:
         wait()
-    return torch.load(path, weights_only=True)
+    from hf_alm.utils import load_torch_file
+
+    # tensors only, never a full unpickle; a truncated or foreign cache file is a CheckpointError naming it
+    return load_torch_file(path, what=f"fbank feature cache (delete {path} to rebuild it)")
 
 
 def pad_features(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

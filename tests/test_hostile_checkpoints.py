@@ -1,0 +1,304 @@
+"""Hostile checkpoint files (issue 16): a corpus the tests generate themselves (pickle payloads whose ``__reduce__``
+would create a marker file, zero-length, truncated and random files, a WAV renamed .pt, safetensors with a lying
+header) through the one safe loader (``hf_alm.utils.load_torch_file`` / ``check_safetensors_file``), every converter,
+the ``hf-alm`` CLI (in-process and as a real subprocess), the BEATs feature cache and training resume. Each gives one
+clear error naming the file (a ValueError / OSError subclass), never a traceback, never torch's advice to unpickle,
+and the marker file is never created."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import re
+import struct
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hf_alm.utils import (CheckpointError, UnsafeCheckpointError, check_safetensors_file, check_weight_files,
+                          load_torch_file, pickled_globals)
+
+TORCH_ADVICE = ("will likely succeed", "weights_only` set to `False", "Weights only load failed")
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, "w")``: the file appearing means code from a checkpoint was executed."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+def _wav_bytes() -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.zeros(1600, dtype=np.int16).tobytes())
+    return buf.getvalue()
+
+
+def _safetensors_with_header(header: dict, data: bytes, claimed_len: int | None = None) -> bytes:
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text) if claimed_len is None else claimed_len) + text + data
+
+
+def make_corpus(folder: Path, marker: Path) -> dict[str, Path]:
+    """name -> hostile file. Every file is refused; none may create ``marker``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+
+    def put(name, data: bytes):
+        files[name] = folder / name
+        files[name].write_bytes(data)
+
+    payload = _Payload(marker)
+    buf = io.BytesIO()
+    torch.save({"cfg": payload, "model": {"w": torch.zeros(2)}}, buf)
+    put("payload_zip.pt", buf.getvalue())
+    buf = io.BytesIO()
+    torch.save({"cfg": payload, "model": {"w": torch.zeros(2)}}, buf, _use_new_zipfile_serialization=False)
+    put("payload_legacy.pt", buf.getvalue())
+    put("payload_raw_p2.pt", pickle.dumps({"model": payload}, protocol=2))
+    put("payload_raw_p5.bin", pickle.dumps(payload, protocol=5))
+    put("empty.pt", b"")
+    buf = io.BytesIO()
+    torch.save({"cfg": {}, "model": {"w": torch.randn(64, 64)}}, buf)
+    put("truncated.pt", buf.getvalue()[: len(buf.getvalue()) // 2])
+    put("wav_renamed.pt", _wav_bytes())
+    put("random.pt", np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    put("text.pt", b"hello, not a checkpoint\n")
+    put("lying_header.safetensors", _safetensors_with_header(
+        {"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 4_000_000]}}, b"\0" * 16))
+    put("header_len_lies.safetensors", _safetensors_with_header({"w": {"dtype": "F32", "shape": [2],
+                                                                       "data_offsets": [0, 8]}}, b"\0" * 8,
+                                                                claimed_len=10**12))
+    return files
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    marker = tmp_path / "MARKER"
+    files = make_corpus(tmp_path / "corpus", marker)
+    yield files, marker
+    assert not marker.exists(), "a hostile checkpoint ran code"
+
+
+def _assert_clear(err: BaseException, path: Path):
+    text = str(err)
+    assert isinstance(err, (ValueError, OSError)), f"{type(err).__name__}: {text}"
+    assert str(path) in text, text
+    assert "\n" not in text and not any(a in text for a in TORCH_ADVICE), text
+
+
+# ------------------------------------------------------------------------------------------------ the one loader
+def test_payload_is_a_real_payload(tmp_path):
+    """The corpus' payload does run code under a full unpickle (so the tests below would notice one)."""
+    marker = tmp_path / "MARKER"
+    pickle.loads(pickle.dumps(_Payload(marker)))
+    assert marker.exists()
+
+
+def test_load_torch_file_refuses_every_hostile_file(corpus):
+    files, marker = corpus
+    for name, path in files.items():
+        if path.suffix == ".safetensors":
+            continue
+        with pytest.raises((CheckpointError, OSError)) as info:
+            load_torch_file(path)
+        _assert_clear(info.value, path)
+        if name.startswith("payload"):
+            assert isinstance(info.value, UnsafeCheckpointError)
+            assert "pickles the Python object builtins.exec" in str(info.value), str(info.value)
+            assert "never unpickles" in str(info.value) and "if you trust this file" in str(info.value)
+    assert "it is a RIFF/WAV audio file" in _message(load_torch_file, files["wav_renamed.pt"])
+    assert "file is empty (0 bytes)" in _message(load_torch_file, files["empty.pt"])
+    assert "truncated or corrupt" in _message(load_torch_file, files["truncated.pt"])
+    assert "it is a safetensors file" in _message(load_torch_file, files["lying_header.safetensors"])
+    assert not marker.exists()
+
+
+def _message(fn, *args, **kwargs) -> str:
+    with pytest.raises((ValueError, OSError)) as info:
+        fn(*args, **kwargs)
+    return str(info.value)
+
+
+def test_load_torch_file_reads_plain_checkpoints(tmp_path):
+    state = {"cfg": {"a": 1, "b": [1.5, "x"]}, "model": {"w": torch.randn(3, 2), "i": torch.arange(4)}}
+    for legacy in (False, True):
+        path = tmp_path / f"ok_{legacy}.pt"
+        torch.save(state, path, _use_new_zipfile_serialization=not legacy)
+        out = load_torch_file(path, mmap=True)
+        assert out["cfg"] == state["cfg"] and torch.equal(out["model"]["w"], state["model"]["w"])
+        assert pickled_globals(path) is not None and not any(n.startswith("builtins.exec")
+                                                             for n in pickled_globals(path))
+
+
+def test_pickled_globals_names_the_payload_statically(corpus):
+    files, _ = corpus
+    for name in ("payload_zip.pt", "payload_legacy.pt", "payload_raw_p2.pt", "payload_raw_p5.bin"):
+        assert "builtins.exec" in pickled_globals(files[name]), name
+    assert pickled_globals(files["truncated.pt"]) is None
+
+
+def test_safetensors_checks_name_the_file(corpus, tmp_path):
+    from safetensors.torch import save_file
+
+    files, _ = corpus
+    for name in ("lying_header.safetensors", "header_len_lies.safetensors", "empty.pt", "random.pt"):
+        with pytest.raises(CheckpointError) as info:
+            check_safetensors_file(files[name])
+        _assert_clear(info.value, files[name])
+    good = tmp_path / "model.safetensors"
+    save_file({"w": torch.ones(100)}, good)
+    assert check_safetensors_file(good) == ["w"]
+    (tmp_path / "cut.safetensors").write_bytes(good.read_bytes()[:-50])
+    assert "truncated or corrupt" in _message(check_safetensors_file, tmp_path / "cut.safetensors")
+
+
+# ------------------------------------------------------------------------------------------------ converters
+@pytest.mark.parametrize("family", ["beats", "one_peace"])
+def test_file_converters_refuse_every_hostile_file(corpus, tmp_path, family):
+    """Before the fix `convert one_peace` retried a refused load with a full unpickle: the payload ran (marker)."""
+    from hf_alm.convert import get_converter
+
+    files, marker = corpus
+    convert = get_converter(family).convert
+    for name, path in files.items():
+        with pytest.raises((ValueError, OSError)) as info:
+            convert(path, tmp_path / f"out_{family}_{name}")
+        _assert_clear(info.value, path)
+        assert not marker.exists(), f"{family} ran the payload of {name}"
+        assert not (tmp_path / f"out_{family}_{name}").exists()
+    text = _message(convert, files["payload_zip.pt"], tmp_path / "out")
+    assert re.search(r"is not a (BEATs|ONE-PEACE) checkpoint: it pickles the Python object builtins\.exec, which "
+                     r"hf-alm never unpickles", text), text
+
+
+def test_one_peace_explains_a_fairseq_cfg_object(tmp_path):
+    """An original fairseq checkpoint pickles its cfg (argparse / omegaconf): refused with how to re-save it."""
+    import argparse
+
+    from hf_alm.convert.one_peace import convert
+
+    src = tmp_path / "one-peace.pt"
+    torch.save({"cfg": argparse.Namespace(encoder_layers=2), "model": {"w": torch.zeros(1)}}, src)
+    text = _message(convert, src, tmp_path / "out")
+    assert "pickles the Python object argparse.Namespace" in text and "OmegaConf.to_container" in text, text
+    assert text.index("if you trust this file") < text.index("weights_only=False")
+
+
+def _clap_folder(folder: Path, weights: bytes, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "clap", "architectures": ["ClapModel"]}))
+    (folder / name).write_bytes(weights)
+    return folder
+
+
+def test_clap_converter_refuses_unsafe_and_broken_weights(corpus, tmp_path):
+    """Before: an unsafe pytorch_model.bin reached transformers' torch.load, whose UnpicklingError (not caught by the
+    CLI) was a long traceback repeating torch's weights_only=False advice."""
+    from hf_alm.convert.clap import convert
+
+    files, marker = corpus
+    cases = {"payload_zip.pt": "pytorch_model.bin", "payload_raw_p5.bin": "pytorch_model.bin",
+             "truncated.pt": "pytorch_model.bin", "wav_renamed.pt": "pytorch_model.bin",
+             "lying_header.safetensors": "model.safetensors", "random.pt": "model.safetensors"}
+    for source, name in cases.items():
+        folder = _clap_folder(tmp_path / f"clap_{source}", files[source].read_bytes(), name)
+        with pytest.raises((ValueError, OSError)) as info:
+            convert(folder, tmp_path / f"out_{source}", no_verify=True)
+        _assert_clear(info.value, folder / name)
+        assert isinstance(info.value, CheckpointError)
+    assert not marker.exists()
+
+
+def test_check_weight_files_passes_a_saved_model(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(3)}, tmp_path / "model.safetensors")
+    torch.save({"w": torch.ones(3)}, tmp_path / "pytorch_model.bin")
+    (tmp_path / "config.json").write_text("{}")
+    check_weight_files(tmp_path)  # no error
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def test_cli_gives_one_line_for_every_hostile_file(corpus, tmp_path, capsys):
+    from hf_alm.cli import main
+
+    files, marker = corpus
+    for family in ("beats", "one_peace"):
+        for name, path in files.items():
+            assert main(["convert", family, str(path), str(tmp_path / "out")]) == 1
+            err = capsys.readouterr().err.strip()
+            assert err.startswith("hf-alm convert: error: ") and str(path) in err, err
+            assert "\n" not in err and not any(a in err for a in TORCH_ADVICE), err
+    folder = _clap_folder(tmp_path / "clap", files["payload_zip.pt"].read_bytes(), "pytorch_model.bin")
+    assert main(["convert", "clap", str(folder), str(tmp_path / "out"), "--no_verify"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hf-alm convert: error: ") and "pytorch_model.bin" in err and "\n" not in err, err
+    assert not marker.exists()
+
+
+def test_cli_subprocess_never_runs_a_payload(corpus, tmp_path):
+    """The real entry point, one process per converter: exit 1, one error line, no traceback, no marker."""
+    files, marker = corpus
+    clap = _clap_folder(tmp_path / "clap", files["payload_legacy.pt"].read_bytes(), "pytorch_model.bin")
+    for family, src in (("beats", files["payload_zip.pt"]), ("one_peace", files["payload_legacy.pt"]),
+                        ("clap", clap)):
+        out = subprocess.run([sys.executable, "-m", "hf_alm.cli", "convert", family, str(src),
+                              str(tmp_path / f"out_{family}")], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 1, out.stderr
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        assert lines[-1].startswith("hf-alm convert: error: ") and "pickles the Python object builtins.exec" in \
+            lines[-1], out.stderr
+        assert "Traceback" not in out.stderr and not any(a in out.stderr for a in TORCH_ADVICE), out.stderr
+        assert not marker.exists(), f"hf-alm convert {family} ran the payload"
+
+
+def test_cli_eval_refuses_an_unsafe_model_folder(corpus, tmp_path, capsys):
+    from hf_alm.cli import main
+
+    files, marker = corpus
+    folder = _clap_folder(tmp_path / "model", files["payload_zip.pt"].read_bytes(), "pytorch_model.bin")
+    assert main(["eval", "zste", str(folder), "--dataset", "synthetic"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hf-alm eval: error: ") and str(folder / "pytorch_model.bin") in err and "\n" not in err, err
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------------ other loaders
+def test_beats_feature_cache_is_read_safely(corpus, tmp_path):
+    """hf_alm.training.beats.cached_clips reads its .pt cache with the same loader: a planted payload is refused."""
+    import hashlib
+
+    from hf_alm.training import beats as tb
+
+    files, marker = corpus
+
+    class FE:
+        def to_dict(self):
+            return {"x": 1}
+
+    ds = [0, 1]
+    payload = json.dumps({"dataset": "d", "n": 2, "max_seconds": None, "crop": "start", "fe": {"x": 1}},
+                         sort_keys=True, default=str)
+    cache = tmp_path / "cache" / f"fbank_{hashlib.sha1(payload.encode()).hexdigest()[:16]}.pt"
+    cache.parent.mkdir()
+    cache.write_bytes(files["payload_zip.pt"].read_bytes())
+    with pytest.raises(UnsafeCheckpointError) as info:
+        tb.cached_clips(tmp_path / "cache", ds, FE(), dataset_spec="d", max_seconds=None, crop="start",
+                        is_main=False)
+    _assert_clear(info.value, cache)
+    assert not marker.exists()
