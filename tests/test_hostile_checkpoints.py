@@ -302,3 +302,36 @@ def test_beats_feature_cache_is_read_safely(corpus, tmp_path):
                         is_main=False)
     _assert_clear(info.value, cache)
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------------------ weights as garbage
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.bool])
+def test_beats_refuses_integer_classifier_weights(beats_reference_path, tmp_path, dtype):
+    """Before: an int32 predictor.weight was cast by load_state_dict into a silent all-zero (or 0/1) head."""
+    from hf_alm.convert.beats import convert
+
+    ckpt = torch.load(beats_reference_path / "beats_dev_finetuned.pt", weights_only=True)
+    ckpt["model"]["predictor.weight"] = ckpt["model"]["predictor.weight"].to(dtype)
+    torch.save(ckpt, tmp_path / "int.pt")
+    with pytest.raises(ValueError, match=rf"checkpoint weight predictor\.weight has dtype {re.escape(str(dtype))} "
+                                         r"where the model expects floating-point weights \(torch\.float32\)"):
+        convert(tmp_path / "int.pt", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    ckpt["model"]["predictor.weight"] = ckpt["model"]["predictor.weight"].float().fill_(float("nan"))
+    torch.save(ckpt, tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match=r"checkpoint weight predictor\.weight has non-finite values \(first: nan\)"):
+        convert(tmp_path / "nan.pt", tmp_path / "out")
+
+
+def test_one_peace_refuses_integer_weights(tmp_path):
+    from test_one_peace_convert import CFG, build_original
+
+    from hf_alm.convert.one_peace import convert
+
+    sd = build_original(decoder=False)
+    key = next(k for k in sd if k.endswith("text_proj.weight"))
+    sd[key] = sd[key].to(torch.int32)
+    torch.save({"cfg": CFG, "model": sd}, tmp_path / "int.pt")
+    with pytest.raises(ValueError, match=rf"checkpoint weight {re.escape(key)} has dtype torch\.int32 where the model "
+                                         r"expects floating-point weights"):
+        convert(tmp_path / "int.pt", tmp_path / "out")
