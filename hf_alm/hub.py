@@ -378,6 +378,7 @@ def render_model_card(config, *, repo_id: str, eval_results=None, family: str | 
         dataset_name=_card_dataset_name(eval_list, card_kwargs.get("dataset_name")),
         dataset_unstated=any((r.dataset_type, r.dataset_name) == NO_DATASET for r in eval_list),
         num_parameters=card_kwargs.get("num_parameters"),
+        padding_mode=getattr(config, "padding_mode", None),  # BEATs: which padded-batch rule (see the card)
     )
     return card
 

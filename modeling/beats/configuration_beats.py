@@ -8,6 +8,9 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 PADDING_MODES = ("reference", "time_aligned")
+DEFAULT_PADDING_MODE = "time_aligned"
+#: what a saved config without a ``padding_mode`` field gets: the default before it became "time_aligned"
+LEGACY_PADDING_MODE = "reference"
 
 
 class BeatsConfig(PreTrainedConfig):
@@ -51,9 +54,12 @@ class BeatsConfig(PreTrainedConfig):
         quant_beta: weight of the tokenizer commitment loss.
         quant_kmeans_init: initialise the codebook with k-means on the first training batch.
         quant_kmeans_iters: k-means iterations for that initialisation.
-        padding_mode: ``"reference"`` reproduces the original padding-mask rule exactly (sample -> frame -> patch by
-            contiguous chunks, ignoring the time-major patch layout); ``"time_aligned"`` masks the patches whose time
-            column contains padding, so that a padded batch gives the same outputs per clip as each clip alone.
+        padding_mode: ``"time_aligned"`` (default) masks the patches whose time column contains padding, so that a
+            padded batch gives every clip exactly the outputs it gets alone; ``"reference"`` reproduces the original
+            padding-mask rule bit for bit (sample -> frame -> patch by contiguous chunks, ignoring the time-major patch
+            layout), which makes a short clip's outputs depend on the longer clips of its batch. The two agree on
+            unpadded inputs. A saved ``config.json`` without the field (written before the default changed, when it
+            was ``"reference"``) loads as ``"reference"``; see :meth:`from_dict`.
         fbank_mean / fbank_std: fbank normalisation ``(x - mean) / (2 * std)`` (used by the feature extractor).
         mask_ratio: fraction of patches masked in masked audio modelling (``BeatsForPreTraining``).
         predictor_layers / predictor_embed_dim / predictor_ffn_embed_dim / predictor_attention_heads: size of the
@@ -109,7 +115,7 @@ class BeatsConfig(PreTrainedConfig):
     quant_kmeans_init: bool = True
     quant_kmeans_iters: int = 10
     # padding / features
-    padding_mode: str = "reference"
+    padding_mode: str = "time_aligned"
     fbank_mean: float = 15.41663
     fbank_std: float = 6.55582
     # masked audio modelling
@@ -152,6 +158,24 @@ class BeatsConfig(PreTrainedConfig):
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio!r}")
         if self.finetuned_model:
             self.predictor_class = self.num_labels
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """`PreTrainedConfig.from_dict`, except that a saved config without ``padding_mode`` gets ``"reference"``.
+
+        Such a folder was written when ``"reference"`` was the default (and its feature extractor then uses the
+        reference frame rule too), so it keeps the numbers it was saved with. Every config saved now carries the
+        field, so an absent field always means an old folder. Pass ``padding_mode=...`` to override.
+        """
+        if "padding_mode" not in config_dict and "padding_mode" not in kwargs:
+            config_dict = {**config_dict, "padding_mode": LEGACY_PADDING_MODE}
+        return super().from_dict(config_dict, **kwargs)
+
+    def to_diff_dict(self) -> dict:
+        """`PreTrainedConfig.to_diff_dict`, always with ``padding_mode`` (an absent field means an old folder)."""
+        out = super().to_diff_dict()
+        out["padding_mode"] = self.padding_mode
+        return out
 
     @property
     def num_patch_columns(self) -> int:
@@ -203,4 +227,4 @@ def tiny_beats_config(**kwargs) -> BeatsConfig:
 
 BeatsConfig.register_for_auto_class()
 
-__all__ = ["BeatsConfig", "tiny_beats_config", "PADDING_MODES"]
+__all__ = ["BeatsConfig", "tiny_beats_config", "PADDING_MODES", "DEFAULT_PADDING_MODE", "LEGACY_PADDING_MODE"]
