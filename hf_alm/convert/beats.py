@@ -17,10 +17,14 @@ from pathlib import Path
 
 import torch
 
+from hf_alm.convert import check_weights
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_TYPES = ("multi_label_classification", "single_label_classification")
 SRC_HELP = "the original BEATs checkpoint file (.pt)"
+# what a user re-saves from a checkpoint that pickles Python objects (see hf_alm.utils.load_torch_file), if they trust it
+RESAVE = "{k: c[k] for k in ('cfg', 'model', 'label_dict') if k in c}"
 
 # cfg keys that fix the architecture or its arithmetic: every released checkpoint carries them, and a missing one
 # must not silently take BeatsConfig's default (a wrong width only shows up later as a list of shape mismatches)
@@ -82,36 +86,19 @@ def map_state_dict(original: dict, kind: str) -> tuple[dict, list[str]]:
 
 
 def _load_checkpoint(src) -> dict:
+    from hf_alm.utils import load_torch_file
+
     path = Path(src)
     if path.is_dir():
         found = sorted(p.name for p in path.glob("*.pt"))
         raise IsADirectoryError(f"BEATs checkpoint {path} is a folder; pass the .pt file itself"
                                 + (f" (it holds {', '.join(found)})" if found else " (it holds no .pt file)"))
-    if not path.is_file():
-        raise FileNotFoundError(f"BEATs checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: file is empty (0 bytes), not a BEATs checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised with the path, without torch's advice to unpickle unsafely
-        raise ValueError(_describe_load_error(path, err)) from None
+    # tensors and plain values only (never a full unpickle); errors are CheckpointError (ValueError) naming the file
+    ckpt = load_torch_file(path, what="BEATs checkpoint", resave=RESAVE)
     if not isinstance(ckpt, dict) or "cfg" not in ckpt or "model" not in ckpt:
         keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not in the BEATs release format {{'cfg', 'model', ['label_dict']}}; found {keys}")
     return ckpt
-
-
-def _describe_load_error(path: Path, err: Exception) -> str:
-    """Why ``torch.load(path, weights_only=True)`` failed, in words. torch's own message advises re-running with
-    ``weights_only=False``, i.e. executing whatever the file pickles: never relay that for a file of unknown origin."""
-    text = str(err)
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if found:
-        return (f"{path} is not a BEATs checkpoint: it pickles the Python object {found.group(1)}, which a safe "
-                f"(weights-only) load refuses; the released checkpoints hold only tensors and plain values")
-    if "weights_only" in text or "Weights only" in text or not text:
-        return f"{path} is not a torch checkpoint (torch.load could not read it: {type(err).__name__})"
-    return f"{path} is not a torch checkpoint (torch.load could not read it: {type(err).__name__}: {text})"
 
 
 def _check_cfg(cfg: dict, kind: str) -> None:
@@ -119,14 +106,6 @@ def _check_cfg(cfg: dict, kind: str) -> None:
     if missing:
         raise ValueError(f"the checkpoint's cfg lacks the required key(s) {missing} (every released BEATs {kind} "
                          f"checkpoint carries them); refusing to guess them")
-
-
-def _check_finite(state: dict) -> None:
-    for key, value in state.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            bad = value[~torch.isfinite(value)].flatten()[0].item()
-            raise ValueError(f"checkpoint weight {key} has non-finite values (first: {bad}); the checkpoint is "
-                             f"corrupt or from a diverged run")
 
 
 def build_model(ckpt: dict, *, padding_mode: str = "time_aligned", problem_type: str = "multi_label_classification"):
@@ -144,7 +123,6 @@ def build_model(ckpt: dict, *, padding_mode: str = "time_aligned", problem_type:
     is_tokenizer = any(k.startswith("quantize.") or k.startswith("quantize_layer.") for k in state)
     kind = "tokenizer" if is_tokenizer else "classifier" if cfg.get("finetuned_model") else "model"
     _check_cfg(cfg, kind)
-    _check_finite(state)
     extra = {"padding_mode": padding_mode}
     if kind == "tokenizer":
         cls = BeatsAcousticTokenizer
@@ -167,6 +145,9 @@ def build_model(ckpt: dict, *, padding_mode: str = "time_aligned", problem_type:
     if unknown:
         raise ValueError(f"unknown keys in the {kind} checkpoint (no hf-alm parameter for them): {unknown}")
     model = cls(config)
+    ids = {id(v): old for old, v in state.items()}
+    sources = {new: ids.get(id(v), new) for new, v in mapped.items()}
+    check_weights(mapped, model.state_dict(), sources)  # non-tensors, int / bool tensors for float weights, NaN / Inf
     expected = set(model.state_dict())
     missing = sorted(expected - set(mapped))
     unexpected = sorted(set(mapped) - expected)
