@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import random
 import re
 import shutil
+import socket
 import stat
 import tempfile
 import warnings
@@ -108,6 +110,44 @@ def _open_file_modes(folder: Path) -> None:
                 os.chmod(path, mode | readable)
 
 
+def _temp_dir(parent: Path, prefix: str) -> Path:
+    """``mkdtemp`` in ``parent`` named ``{prefix}{pid}@{host}~<random>``: a later run can tell a folder that a killed
+    process left (see :func:`remove_stale_temp_dirs`) from one another live process is writing."""
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64]
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}@{host}~", dir=parent))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep
+    return True
+
+
+def remove_stale_temp_dirs(parent: str | os.PathLike, prefix: str) -> list[Path]:
+    """Remove the ``{prefix}*`` folders in ``parent`` left by a killed process: those of this host whose process is
+    gone, and untagged ones from an older hf-alm. Folders of live processes (or of other hosts) stay. Returns what
+    was removed."""
+    parent, removed = Path(parent), []
+    if not parent.is_dir():
+        return removed
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64]
+    for path in parent.glob(f"{glob.escape(prefix)}*"):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        rest = path.name[len(prefix):]
+        tag = re.fullmatch(r"(\d+)@([A-Za-z0-9._-]*)~[a-z0-9_]{8}", rest)
+        legacy = re.fullmatch(r"[a-z0-9_]{8}", rest)  # mkdtemp's suffix alone: written before the tags
+        if legacy or (tag and tag.group(2) == host and int(tag.group(1)) != os.getpid()
+                      and not _pid_alive(int(tag.group(1)))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_directory(dst: str | os.PathLike, *, overwrite: bool = True):
     """Yield a temporary folder beside ``dst``; on success it is renamed to ``dst``, on error removed.
@@ -120,7 +160,10 @@ def atomic_directory(dst: str | os.PathLike, *, overwrite: bool = True):
     dst = check_output_dir(dst, overwrite=overwrite)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+        remove_stale_temp_dirs(dst.parent, f".{dst.name}.tmp-")  # what a killed earlier write of dst left behind
+        if dst.is_dir():  # a killed replace may leave the only copy of the old dst in .old-: keep it then
+            remove_stale_temp_dirs(dst.parent, f".{dst.name}.old-")
+        tmp = _temp_dir(dst.parent, f".{dst.name}.tmp-")
         # mkdtemp makes 0700; the output gets the mode of the folder it replaces, or what mkdir would give it
         os.chmod(tmp, stat.S_IMODE(dst.stat().st_mode) if dst.is_dir() else _mkdir_mode())
     except OSError as err:
@@ -131,7 +174,7 @@ def atomic_directory(dst: str | os.PathLike, *, overwrite: bool = True):
         yield tmp
         _open_file_modes(tmp)
         if overwrite and dst.is_dir() and not dst.is_symlink():
-            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+            old = _temp_dir(dst.parent, f".{dst.name}.old-")
             try:
                 os.replace(dst, old)  # onto the empty folder just made: a unique name, no leftover can collide
             except BaseException:
@@ -203,7 +246,8 @@ def save_pretrained_into(output_dir: str | os.PathLike, *objects) -> None:
     contents of ``output_dir`` (checkpoints/, eval_results.json) stay."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".final.tmp-", dir=output_dir))
+    remove_stale_temp_dirs(output_dir, ".final.tmp-")  # left by a process killed during an earlier final save
+    tmp = _temp_dir(output_dir, ".final.tmp-")
     try:
         for obj in objects:
             obj.save_pretrained(tmp)

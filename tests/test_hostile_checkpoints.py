@@ -252,19 +252,17 @@ def test_cli_gives_one_line_for_every_hostile_file(corpus, tmp_path, capsys):
 
 
 def test_cli_subprocess_never_runs_a_payload(corpus, tmp_path):
-    """The real entry point, one process per converter: exit 1, one error line, no traceback, no marker."""
+    """The real entry point as its own process (convert one_peace, the path that used to unpickle in full): exit 1,
+    one error line, no traceback, no marker. The other families go through the same main() in-process above."""
     files, marker = corpus
-    clap = _clap_folder(tmp_path / "clap", files["payload_legacy.pt"].read_bytes(), "pytorch_model.bin")
-    for family, src in (("beats", files["payload_zip.pt"]), ("one_peace", files["payload_legacy.pt"]),
-                        ("clap", clap)):
-        out = subprocess.run([sys.executable, "-m", "hf_alm.cli", "convert", family, str(src),
-                              str(tmp_path / f"out_{family}")], capture_output=True, text=True, timeout=300)
-        assert out.returncode == 1, out.stderr
-        lines = [line for line in out.stderr.splitlines() if line.strip()]
-        assert lines[-1].startswith("hf-alm convert: error: ") and "pickles the Python object builtins.exec" in \
-            lines[-1], out.stderr
-        assert "Traceback" not in out.stderr and not any(a in out.stderr for a in TORCH_ADVICE), out.stderr
-        assert not marker.exists(), f"hf-alm convert {family} ran the payload"
+    out = subprocess.run([sys.executable, "-m", "hf_alm.cli", "convert", "one_peace", str(files["payload_legacy.pt"]),
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("hf-alm convert: error: ") and "pickles the Python object builtins.exec" in \
+        lines[-1], out.stderr
+    assert "Traceback" not in out.stderr and not any(a in out.stderr for a in TORCH_ADVICE), out.stderr
+    assert not marker.exists(), "hf-alm convert one_peace ran the payload"
 
 
 def test_cli_eval_refuses_an_unsafe_model_folder(corpus, tmp_path, capsys):
@@ -335,3 +333,122 @@ def test_one_peace_refuses_integer_weights(tmp_path):
     with pytest.raises(ValueError, match=rf"checkpoint weight {re.escape(key)} has dtype torch\.int32 where the model "
                                          r"expects floating-point weights"):
         convert(tmp_path / "int.pt", tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------------------------ training resume
+def _fit(tmp_path, name, **kw):
+    from test_training_loop import _collate, _data, _loss, _Net
+
+    from hf_alm.training.loop import TrainConfig, fit
+
+    config = TrainConfig(output_dir=str(tmp_path / name), num_epochs=3, batch_size=8, learning_rate=1e-2,
+                         warmup_ratio=0.2, seed=3, **kw.pop("config", {}))
+    return fit(_Net(), _data(), collate_fn=_collate, compute_loss=_loss, config=config, **kw)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _cut_after(tmp_path, name, last_epoch):
+    def stop(epoch, metrics):
+        if epoch == last_epoch:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        _fit(tmp_path, name, on_epoch_end=stop)
+    return tmp_path / name / "checkpoints" / "train"
+
+
+def test_latest_falls_back_past_a_truncated_checkpoint(tmp_path, capsys):
+    """Before: a truncated model.safetensors in the newest epoch was a raw SafetensorError, no path, no fallback."""
+    from hf_alm.utils import CheckpointError
+
+    full = _fit(tmp_path, "full")
+    stage = _cut_after(tmp_path, "cut", 1)
+    weights = stage / "epoch_1" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    capsys.readouterr()
+    with pytest.raises(CheckpointError) as info:  # that epoch named explicitly: a clear error naming the file
+        _fit(tmp_path, "cut", config={"resume_from_checkpoint": str(stage / "epoch_1")})
+    assert str(weights) in str(info.value) and "truncated" in str(info.value), str(info.value)
+    resumed = _fit(tmp_path, "cut", config={"resume_from_checkpoint": "latest"})
+    err = capsys.readouterr().err
+    assert f"warning: [train] checkpoint {stage / 'epoch_1'} cannot be resumed from ({weights}" in err, err
+    assert resumed.resumed_from == str(stage / "epoch_0")
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in full.history], abs=1e-7)
+    assert check_safetensors_file(weights)  # epoch 1 was trained again and re-saved whole
+
+
+def test_latest_with_every_checkpoint_broken_is_an_error(tmp_path):
+    from hf_alm.utils import CheckpointError
+
+    stage = _cut_after(tmp_path, "cut", 0)
+    (stage / "epoch_0" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"no checkpoint under .* can be resumed from \(the newest: .*"
+                                              r"model\.safetensors is empty \(0 bytes\)\)"):
+        _fit(tmp_path, "cut", config={"resume_from_checkpoint": "latest"})
+
+
+def test_resume_never_unpickles_a_planted_scheduler_state(tmp_path):
+    """accelerate loads custom_checkpoint_*.pkl (our scheduler) with weights_only=False: before, a payload planted
+    there ran on resume. Now it is refused before accelerate reads it."""
+    marker = tmp_path / "MARKER"
+    stage = _cut_after(tmp_path, "cut", 0)
+    target = stage / "epoch_0" / "custom_checkpoint_0.pkl"
+    assert target.is_file()
+    state = torch.load(target, weights_only=True)  # a valid LambdaLR state: the old code resumed without a word
+    torch.save({**state, "x": _Payload(marker)}, target)
+    with pytest.raises(UnsafeCheckpointError) as info:
+        _fit(tmp_path, "cut", config={"resume_from_checkpoint": "latest"})
+    assert str(target) in str(info.value) and "builtins.exec" in str(info.value)
+    assert not marker.exists()
+
+
+def test_stale_temp_folders_of_a_killed_run_are_removed_and_never_resumed(tmp_path):
+    import shutil
+
+    stage = _cut_after(tmp_path, "cut", 0)
+    stale = stage / ".epoch_7.tmp"  # a save killed after writing everything but before the rename
+    shutil.copytree(stage / "epoch_0", stale)
+    resumed = _fit(tmp_path, "cut", config={"resume_from_checkpoint": "latest"})
+    assert resumed.resumed_from == str(stage / "epoch_0") and not stale.exists()
+    assert sorted(p.name for p in stage.iterdir()) == ["epoch_0", "epoch_1", "epoch_2"]
+
+
+def test_save_pretrained_into_removes_a_killed_final_save(tmp_path):
+    """Before: a process killed during the final save left .final.tmp-* in the output folder for good."""
+    import socket
+
+    from hf_alm.utils import save_pretrained_into
+
+    out = tmp_path / "run"
+    out.mkdir()
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    left = [out / ".final.tmp-k3j9x_2a", out / f".final.tmp-{dead}@{host}~abcd1234"]  # old-style / killed process
+    live = out / f".final.tmp-{os.getppid()}@{host}~abcd1234"  # another live process: not ours to remove
+    for folder in (*left, live):
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+
+    class Obj:
+        def save_pretrained(self, folder):
+            (Path(folder) / "config.json").write_text('{"ok": 1}')
+
+    save_pretrained_into(out, Obj())
+    assert json.loads((out / "config.json").read_text()) == {"ok": 1}
+    assert not any(p.exists() for p in left) and live.is_dir()
+    assert sorted(p.name for p in out.iterdir()) == sorted(["config.json", live.name])
+
+
+def test_atomic_directory_removes_temp_folders_of_a_killed_write(tmp_path):
+    from hf_alm.utils import atomic_directory
+
+    stale = tmp_path / ".out.tmp-ab12cd34"
+    stale.mkdir()
+    (tmp_path / ".out.tmp-2.tmp-ab12cd34").mkdir()  # another output's (out.tmp-2) temp folder: not touched
+    with atomic_directory(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.tmp-2.tmp-ab12cd34", "out"]

@@ -495,21 +495,87 @@ def _explicit_resume_path(resume: str | os.PathLike, stage: str | None = None) -
     return path
 
 
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the epoch folder ``path`` cannot be resumed from (naming the file), or None when it looks complete. Cheap:
+    ``trainer_state.json`` parses, every ``*.safetensors`` header fits its file (no tensor is read), every other file
+    is non-empty and a torch zip archive's directory is readable. accelerate reads ``custom_checkpoint_*.pkl`` (the
+    scheduler) with a full unpickle: it must load weights-only (an UnsafeCheckpointError is raised, never skipped)."""
+    import zipfile
+
+    from hf_alm.utils import CheckpointError, UnsafeCheckpointError, check_safetensors_file, load_torch_file
+
+    try:
+        state = json.loads((path / TRAINER_STATE).read_text())
+        if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
+            return f"{path / TRAINER_STATE} holds no epoch number"
+    except (OSError, ValueError) as err:
+        return f"{path / TRAINER_STATE} is not readable JSON ({err})"
+    for file in sorted(path.iterdir()):
+        if not file.is_file() or file.name == TRAINER_STATE:
+            continue
+        try:
+            if file.stat().st_size == 0:
+                return f"{file} is empty (0 bytes)"
+            if file.suffix == ".safetensors":
+                check_safetensors_file(file)
+            elif file.name.startswith("custom_checkpoint_"):
+                load_torch_file(file, what="checkpoint state file")
+            elif zipfile.is_zipfile(file) or file.suffix in (".bin", ".pkl", ".pt"):
+                with zipfile.ZipFile(file) as archive:
+                    archive.namelist()
+        except UnsafeCheckpointError:
+            raise
+        except (CheckpointError, OSError, zipfile.BadZipFile) as err:
+            return str(err) if str(file) in str(err) else f"{file} is truncated or corrupt ({err})"
+    return None
+
+
 def find_checkpoint(resume: str | os.PathLike | None, output_dir: str | os.PathLike, stage: str) -> Path | None:
     """The checkpoint folder a stage resumes from, or ``None`` (train from scratch).
 
     ``resume`` is ``"latest"`` (this stage's newest epoch under ``output_dir``), an output folder (same, under that
     folder), a ``checkpoints`` folder, or one ``.../checkpoints/<stage>/epoch_<k>`` folder: for its own stage that exact
     epoch; other stages use their newest epoch under the same ``checkpoints`` folder.
+
+    A broken newest epoch (see :func:`checkpoint_problem`: e.g. a truncated ``model.safetensors``) is skipped with a
+    warning naming it, for the previous complete one; when every epoch is broken, or an explicitly named epoch folder
+    is, the error (a CheckpointError, i.e. ValueError) names the file.
     """
+    from hf_alm.utils import CheckpointError
+
     if not resume:
         return None
     if str(resume) != "latest":
         path = _explicit_resume_path(resume, stage)
         if _EPOCH_RE.match(path.name) and path.parent.name == stage:
+            problem = checkpoint_problem(path)
+            if problem:
+                raise CheckpointError(f"[{stage}] --resume_from_checkpoint {path} cannot be resumed from: {problem}")
             return path
     epochs = _epoch_dirs(checkpoint_root(resume, output_dir) / stage)
-    return epochs[max(epochs)] if epochs else None
+    broken = []
+    for epoch in sorted(epochs, reverse=True):
+        problem = checkpoint_problem(epochs[epoch])
+        if problem is None:
+            return epochs[epoch]
+        broken.append(problem)
+        if _is_main_rank():
+            print(f"warning: [{stage}] checkpoint {epochs[epoch]} cannot be resumed from ({problem}); "
+                  + ("trying the previous epoch" if epoch != min(epochs) else "it was the oldest"), file=sys.stderr)
+    if broken:
+        raise CheckpointError(f"[{stage}] no checkpoint under {checkpoint_root(resume, output_dir) / stage} can be "
+                              f"resumed from (the newest: {broken[0]}); remove the broken ones or start over with "
+                              "--overwrite_output_dir")
+    return None
+
+
+def remove_stale_checkpoint_temps(stage_dir: Path) -> None:
+    """Remove ``.epoch_<k>.tmp`` folders that a killed run left in ``stage_dir`` (a save in progress renames its temp
+    folder before returning, so at the start of a stage every one is stale). Never read as checkpoints either way."""
+    if stage_dir.is_dir():
+        for tmp in stage_dir.glob(".epoch_*.tmp"):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float):
@@ -626,6 +692,8 @@ def fit(
     stage_dir = Path(config.output_dir) / "checkpoints" / stage
     result = FitResult(model=accelerator.unwrap_model(model))
     start_epoch = 0
+    if accelerator.is_main_process:
+        remove_stale_checkpoint_temps(stage_dir)
     ckpt = find_checkpoint(config.resume_from_checkpoint, config.output_dir, stage)
     if ckpt is not None:
         state = json.loads((ckpt / TRAINER_STATE).read_text())
@@ -633,7 +701,13 @@ def fit(
         if diffs:
             raise ValueError(f"[{stage}] checkpoint {ckpt} was written by another run; differing: {'; '.join(diffs)}")
         _check_schedule(state, schedule, ckpt, stage, n, accelerator)
-        accelerator.load_state(str(ckpt))
+        try:
+            accelerator.load_state(str(ckpt))
+        except Exception as err:  # noqa: BLE001 - e.g. a corrupt tensor inside an intact archive: name the folder
+            from hf_alm.utils import CheckpointError
+
+            raise CheckpointError(f"[{stage}] cannot resume from checkpoint {ckpt}: {type(err).__name__}: "
+                                  f"{str(err).splitlines()[0][:300] if str(err) else ''}") from err
         start_epoch = state["epoch"] + 1
         result.global_step = state["global_step"]
         result.history = state.get("history", [])
