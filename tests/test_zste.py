@@ -236,8 +236,8 @@ def test_table_and_json(tmp_path):
                                "teminal": {"order_accuracy": 0.75, "zero_shot_accuracy": 0.79}})
     lines = table.splitlines()
     assert "base" in lines[1] and "teminal" in lines[1] and "delta" in lines[1]
-    assert re.search(r"order_accuracy\s+50\.0\s+75\.0\s+\+25\.0", table)
-    assert re.search(r"zero_shot_accuracy\s+80\.0\s+79\.0\s+-1\.0", table)
+    assert re.search(r"order_accuracy\s+-\s+50\.0\s+75\.0\s+\+25\.0", table)  # no chance level known: "-"
+    assert re.search(r"zero_shot_accuracy\s+-\s+80\.0\s+79\.0\s+-1\.0", table)
     path = tmp_path / "out" / "eval_results.json"
     write_zste_json(path, {"base": {"order_accuracy": 0.5}}, extra={"dataset": "synthetic"})
     assert json.loads(path.read_text()) == {"dataset": "synthetic", "base": {"order_accuracy": 0.5}}
@@ -282,7 +282,9 @@ def test_retrieval_keeps_one_clip_of_each_overlap_twin():
              _sequence("gamma_tone", "delta_tone"), _sequence("delta_tone", "gamma_tone")]
     res = evaluate_zste(OracleModel(), OracleProcessor(), comps, tasks=("retrieval",), ks=(1,))
     assert res == {"audio_to_text_R@1": 1.0, "text_to_audio_R@1": 1.0, "retrieval_num_audio": 3,
-                   "retrieval_num_texts": 3, "retrieval_num_skipped": 1}
+                   "retrieval_num_texts": 3, "retrieval_num_skipped": 1,
+                   "audio_to_text_R@1_ci95": [1.0, 1.0], "text_to_audio_R@1_ci95": [1.0, 1.0],
+                   "audio_to_text_R@1_chance": pytest.approx(1 / 3), "text_to_audio_R@1_chance": pytest.approx(1 / 3)}
     # default settings, every ordered pair of the 5 classes as a sequence and as an overlap: 20 + 20 clips, of which
     # 10 overlaps are twins (and a repeated sequence pair is left out too)
     pairs = [(a, b) for a in NAMES for b in NAMES if a != b]
@@ -396,7 +398,8 @@ def test_recall_at_k_omits_k_not_below_the_number_of_candidates():
 
     comps, _ = _rows()
     res = evaluate_zste(OracleModel(order_blind=True), OracleProcessor(), comps[:4], tasks=("retrieval",))
-    assert sorted(k for k in res if "@" in k) == ["audio_to_text_R@1", "text_to_audio_R@1"]
+    assert sorted(k for k in res if k.endswith("@1") or k.endswith("@5") or k.endswith("@10")) == [
+        "audio_to_text_R@1", "text_to_audio_R@1"]
     sim = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8]])
     assert sorted(recall_at_k(sim, [[0], [1]], ks=(1, 2, 3, 5))) == [1, 2]
     out = evaluate.load(metric_path("zste")).compute(predictions=sim.tolist(), references=[0, 1], k_values=[1, 2, 3])
@@ -501,3 +504,80 @@ def test_cli_eval_zste_classification_retrieval(saved_tiny_clap, tmp_path):
     ret = json.loads(out.read_text())["retrieval"]
     assert ret["num_audio"] == 20 and 0 <= ret["text_to_audio_R@1"] <= ret["text_to_audio_R@5"] <= 1
     assert main(["eval", "zste", str(path), "--dataset", "synthetic:2", "--folds", "9"]) == 1  # clear error, exit 1
+
+
+def test_bootstrap_interval_matches_the_normal_approximation():
+    """Independent reference: for n independent 0/1 items the 95 % interval of the mean is close to
+    p +- 1.96 sqrt(p (1 - p) / n)."""
+    from hf_alm.evaluation.zste import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    hits = (rng.random(400) < 0.7).astype(float)
+    p = hits.mean()
+    half = 1.96 * np.sqrt(p * (1 - p) / len(hits))
+    lo, hi = bootstrap_ci(hits, seed=1)
+    assert lo == pytest.approx(p - half, abs=0.01) and hi == pytest.approx(p + half, abs=0.01)
+    assert bootstrap_ci(hits, seed=1) == (lo, hi)  # deterministic
+    # clustered items (3 identical answers per clip) get a wider interval than if they were independent
+    clustered = np.repeat(hits[:134], 3)
+    lo_c, hi_c = bootstrap_ci(clustered, np.repeat(np.arange(134), 3), seed=1)
+    lo_i, hi_i = bootstrap_ci(clustered, seed=1)
+    assert (hi_c - lo_c) > 1.4 * (hi_i - lo_i)
+
+
+def test_chance_control_and_interval_in_results():
+    """Every multiple-choice metric carries its chance level, a 95 % interval around its value and the
+    unrelated-audio control; a model that ignores the audio scores its control like its real value."""
+    torch.manual_seed(0)
+
+    class Deaf(torch.nn.Module):
+        """Audio embedding independent of the audio; text embedding from the caption's characters."""
+
+        def get_audio_features(self, input_features=None, **kw):
+            return torch.ones(input_features.shape[0], 8)
+
+        def get_text_features(self, input_ids=None, **kw):
+            g = torch.Generator().manual_seed(int(input_ids.sum()))
+            return torch.randn(input_ids.shape[0], 8, generator=g) + input_ids.float().mean(1, keepdim=True)
+
+    class Proc:
+        class feature_extractor:
+            sampling_rate = 16000
+
+        def __call__(self, audio=None, text=None, sampling_rate=None, **kw):
+            if text is not None:
+                return {"input_ids": torch.tensor([[ord(c) % 50 for c in t[:20].ljust(20)] for t in text])}
+            return {"input_features": torch.zeros(len(audio), 4)}
+
+    names = ["dog", "rain", "bell", "saw", "cat"]
+    comps = [{"audio": {"array": np.zeros(1600, np.float32), "sampling_rate": 16000}, "kind": "sequence",
+              "first": a, "second": b} for a in names for b in names if a != b]
+    singles = [{"audio": {"array": np.zeros(1600, np.float32), "sampling_rate": 16000}, "label_name": n}
+               for n in names for _ in range(3)]
+    res = evaluate_zste(Deaf(), Proc(), {"compositions": comps, "singles": singles}, batch_size=8)
+    assert res["order_accuracy_chance"] == 0.5 and res["relation_accuracy_chance"] == pytest.approx(1 / 3)
+    assert res["zero_shot_accuracy_chance"] == pytest.approx(1 / 5)
+    assert res["both_events_accuracy_chance"] == pytest.approx(res["both_events_chance"])
+    for m in ("order_accuracy", "relation_accuracy", "both_events_accuracy", "zero_shot_accuracy"):
+        lo, hi = res[f"{m}_ci95"]
+        assert lo <= res[m] <= hi, m
+        # deaf model: the same audio embedding for every clip, so unrelated audio scores exactly the same
+        assert res[f"{m}_control"] == pytest.approx(res[m]), m
+    assert res["audio_to_text_R@1_chance"] == pytest.approx(1 / res["retrieval_num_audio"])
+    table = format_zste_table({"base": res})
+    assert "control (unrelated audio)" in table and "chance" in table.splitlines()[1]
+    assert re.search(r"order_accuracy\s+50\.0\s+\d+\.\d \[\d+\.\d, \d+\.\d\]", table)
+
+
+def test_warnings_name_chance_level_stages_and_a_zero_shot_drop():
+    from hf_alm.evaluation.zste import zste_warnings
+
+    base = {"order_accuracy": 0.5, "order_accuracy_ci95": [0.45, 0.55], "order_accuracy_chance": 0.5,
+            "zero_shot_accuracy": 0.40, "zero_shot_accuracy_ci95": [0.33, 0.47], "zero_shot_accuracy_chance": 0.1}
+    good = {"order_accuracy": 0.8, "order_accuracy_ci95": [0.75, 0.85], "order_accuracy_chance": 0.5,
+            "zero_shot_accuracy": 0.42, "zero_shot_accuracy_ci95": [0.35, 0.49], "zero_shot_accuracy_chance": 0.1}
+    assert zste_warnings({"base": base, "teminal_b": good}) == []  # base order at chance is not a base target
+    flat = dict(good, order_accuracy=0.52, order_accuracy_ci95=[0.47, 0.57], zero_shot_accuracy=0.3)
+    text = " | ".join(zste_warnings({"base": base, "teminal_b": flat}))
+    assert "after stage teminal_b, order_accuracy = 52.0 % is within its 95 % interval of chance" in text
+    assert "zero-shot accuracy fell from 40.0 % (base) to 30.0 % (teminal_b)" in text

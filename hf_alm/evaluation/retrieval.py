@@ -201,18 +201,11 @@ def _check_ks(ks) -> list[int]:
     return out
 
 
-def multiple_choice_accuracy(scores: Sequence[Sequence[float]], correct: Sequence[int]) -> float:
-    """Mean accuracy of multiple-choice items: 1 when the correct choice has the highest score.
-
-    Ties are scored as an unbiased random tie-break would be on average: when the correct choice is among ``t``
-    choices with exactly the maximum score, the item counts ``1 / t`` (:func:`tie_aware_hit_probability` with
-    ``k = 1``). Plain ``argmax`` would credit a model that scores every choice the same whenever the correct answer
-    comes first. Non-finite scores are refused (``ValueError`` naming the item).
-    """
+def multiple_choice_hits(scores: Sequence[Sequence[float]], correct: Sequence[int]) -> np.ndarray:
+    """Per-item hit probabilities of multiple-choice items (:func:`multiple_choice_accuracy` is their mean; the
+    per-item values feed confidence intervals)."""
     if len(scores) != len(correct):
         raise ValueError(f"{len(scores)} score rows but {len(correct)} answers")
-    if not len(scores):
-        return float("nan")
     hits = []
     for i, (s, c) in enumerate(zip(scores, correct)):
         s = np.asarray(s, dtype=np.float64)
@@ -223,10 +216,28 @@ def multiple_choice_accuracy(scores: Sequence[Sequence[float]], correct: Sequenc
         _check_finite(s[None], "item", first_row=i)
         target = s[int(c)]
         hits.append(tie_aware_hit_probability(int(np.sum(s > target)), int(np.sum(s == target)), 1, 1))
-    return float(np.mean(hits))
+    return np.asarray(hits, dtype=np.float64)
+
+
+def multiple_choice_accuracy(scores: Sequence[Sequence[float]], correct: Sequence[int]) -> float:
+    """Mean accuracy of multiple-choice items: 1 when the correct choice has the highest score.
+
+    Ties are scored as an unbiased random tie-break would be on average: when the correct choice is among ``t``
+    choices with exactly the maximum score, the item counts ``1 / t`` (:func:`tie_aware_hit_probability` with
+    ``k = 1``). Plain ``argmax`` would credit a model that scores every choice the same whenever the correct answer
+    comes first. Non-finite scores are refused (``ValueError`` naming the item).
+    """
+    hits = multiple_choice_hits(scores, correct)
+    return float(np.mean(hits)) if len(hits) else float("nan")
 
 
 def recall_at_k(similarity: torch.Tensor, positives: Sequence[Sequence[int]], ks=(1, 5, 10)) -> dict[int, float]:
+    """Mean of :func:`recall_at_k_hits` per ``k``."""
+    return {k: float(np.mean(v)) for k, v in recall_at_k_hits(similarity, positives, ks).items()}
+
+
+def recall_at_k_hits(similarity: torch.Tensor, positives: Sequence[Sequence[int]],
+                     ks=(1, 5, 10)) -> dict[int, np.ndarray]:
     """Recall@k of queries (rows of ``similarity``) against candidates (columns).
 
     ``positives[i]`` lists the candidate columns that are correct for query ``i``; a query counts as a hit at ``k``
@@ -257,7 +268,7 @@ def recall_at_k(similarity: torch.Tensor, positives: Sequence[Sequence[int]], ks
         ahead, tied, tied_correct = int(np.sum(row > best)), int(np.sum(row == best)), int(np.sum(row[pos] == best))
         for k in ks:
             hits[k].append(tie_aware_hit_probability(ahead, tied, tied_correct, k))
-    return {k: float(np.mean(v)) for k, v in hits.items()}
+    return {k: np.asarray(v, dtype=np.float64) for k, v in hits.items()}
 
 
 def retrieval_metrics(audio_emb: torch.Tensor, text_emb: torch.Tensor, audio_texts: Sequence[Sequence[int]],

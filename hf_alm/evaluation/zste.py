@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .retrieval import embed_audio, embed_texts, load_clip, multiple_choice_accuracy, retrieval_metrics
+from .retrieval import embed_audio, embed_texts, load_clip, multiple_choice_hits, recall_at_k_hits
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ __all__ = [
     "format_zste_table",
     "write_zste_json",
     "HEADLINE_METRICS",
+    "bootstrap_ci",
+    "zste_warnings",
 ]
 
 HEADLINE_METRICS = (
@@ -252,13 +254,61 @@ def _load_clips(rows: Sequence[dict], sampling_rate: int) -> list[torch.Tensor]:
     return [load_clip(r["audio"], sampling_rate) for r in rows]
 
 
-def _score_items(items: Sequence[_Item], audio_emb: torch.Tensor, text_index: dict, text_emb: torch.Tensor):
+def _score_items(items: Sequence[_Item], audio_emb: torch.Tensor, text_index: dict, text_emb: torch.Tensor,
+                 clip_map: Sequence[int] | None = None):
+    """Scores of each item's choices against its clip (or against ``clip_map[clip]``: the unrelated-audio control)."""
     scores, answers = [], []
     for item in items:
         cols = [text_index[c] for c in item.choices]
-        scores.append((text_emb[cols].double() @ audio_emb[item.clip].double()).tolist())
+        clip = item.clip if clip_map is None else clip_map[item.clip]
+        scores.append((text_emb[cols].double() @ audio_emb[clip].double()).tolist())
         answers.append(item.answer)
     return scores, answers
+
+
+CI_RESAMPLES = 2000
+
+
+def bootstrap_ci(hits, clusters=None, *, seed: int = 0, resamples: int = CI_RESAMPLES,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``hits``, resampling whole ``clusters`` (e.g. the clip an item was
+    asked about: the three order templates of one clip are not independent) with replacement. Deterministic by
+    ``seed``. ``(nan, nan)`` for no items."""
+    hits = np.asarray(hits, dtype=np.float64)
+    if hits.size == 0:
+        return float("nan"), float("nan")
+    clusters = np.arange(hits.size) if clusters is None else np.asarray(clusters)
+    _, inverse = np.unique(clusters, return_inverse=True)
+    sums = np.bincount(inverse, weights=hits)
+    counts = np.bincount(inverse).astype(np.float64)
+    rng = np.random.default_rng([int(seed), 0xC1])
+    weights = rng.multinomial(len(sums), np.full(len(sums), 1.0 / len(sums)), size=resamples).astype(np.float64)
+    means = (weights @ sums) / np.maximum(weights @ counts, 1e-12)
+    alpha = (1.0 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
+
+
+def _put_stats(results: dict, key: str, hits, clusters, seed: int, chance: float, control_hits=None) -> None:
+    """``key`` (the mean), ``key_ci95`` ([low, high]), ``key_chance`` and ``key_control`` into ``results``."""
+    hits = np.asarray(hits, dtype=np.float64)
+    results[key] = float(np.mean(hits)) if hits.size else float("nan")
+    results[f"{key}_ci95"] = list(bootstrap_ci(hits, clusters, seed=seed))
+    results[f"{key}_chance"] = float(chance)
+    if control_hits is not None and len(control_hits):
+        results[f"{key}_control"] = float(np.mean(control_hits))
+
+
+def _unrelated_clips(events: Sequence[frozenset], seed: int) -> list | None:
+    """For each clip, another clip that shares no event with it (seeded choice), or ``None`` when some clip has no
+    such partner (too few classes)."""
+    rng = np.random.default_rng([int(seed), 0xC2])
+    out = []
+    for i, ev in enumerate(events):
+        candidates = [j for j, other in enumerate(events) if j != i and not (ev & other)]
+        if not candidates:
+            return None
+        out.append(candidates[int(rng.integers(len(candidates)))])
+    return out
 
 
 def evaluate_zste(model, processor, dataset_or_compositions, *, batch_size: int = 32, sampling_rate: int | None = None,
@@ -328,22 +378,29 @@ def evaluate_zste(model, processor, dataset_or_compositions, *, batch_size: int 
         audio_emb = embed_audio(model, processor, _load_clips(compositions, sampling_rate),
                                 sampling_rate=sampling_rate, batch_size=batch_size, progress=progress)
         text_emb = embed_texts(model, processor, texts, batch_size=max(batch_size, 64))
+        control_map = _unrelated_clips([frozenset((str(r["first"]), str(r["second"]))) for r in compositions], seed)
+        chance_of = {"order": 0.5, "relation": 1.0 / 3.0}
         for task in ("order", "relation", "both_events"):
             task_items = [it for it in items if it.task == task]
             if task not in tasks or not task_items:
                 continue
             scores, answers = _score_items(task_items, audio_emb, text_index, text_emb)
-            results[f"{task}_accuracy"] = multiple_choice_accuracy(scores, answers)
+            hits = multiple_choice_hits(scores, answers)
+            control = None
+            if control_map is not None:
+                control = multiple_choice_hits(*_score_items(task_items, audio_emb, text_index, text_emb,
+                                                             control_map))
+            chance = chance_of.get(task) or float(np.mean([1.0 / len(it.choices) for it in task_items]))
+            _put_stats(results, f"{task}_accuracy", hits, [it.clip for it in task_items], seed, chance, control)
             results[f"{task}_num_items"] = len(task_items)
             if task == "both_events":
                 results["both_events_num_choices"] = float(np.mean([len(it.choices) for it in task_items]))
-                results["both_events_chance"] = float(np.mean([1.0 / len(it.choices) for it in task_items]))
+                results["both_events_chance"] = chance
             variants = sorted({it.variant for it in task_items})
             if len(variants) > 1:
                 for v in variants:
                     sel = [i for i, it in enumerate(task_items) if it.variant == v]
-                    results[f"{task}_accuracy_{v}"] = multiple_choice_accuracy([scores[i] for i in sel],
-                                                                               [answers[i] for i in sel])
+                    results[f"{task}_accuracy_{v}"] = float(np.mean(hits[sel]))
         if "retrieval" in tasks:
             # one clip per caption: an overlap's twin (B + A next to A + B, "B while A" = "A while B") and a repeated
             # sequence pair would be a second correct answer that the metric counts as wrong
@@ -355,7 +412,11 @@ def evaluate_zste(model, processor, dataset_or_compositions, *, batch_size: int 
                     seen.add(key)
                     keep.append(i)
             cap_emb = text_emb[[text_index[captions[i]] for i in keep]]
-            results.update(retrieval_metrics(audio_emb[keep], cap_emb, [[j] for j in range(len(keep))], ks))
+            sim = audio_emb[keep].double() @ cap_emb.double().t()
+            positives = [[j] for j in range(len(keep))]
+            for name, matrix in (("audio_to_text", sim), ("text_to_audio", sim.t())):
+                for k, hits in recall_at_k_hits(matrix, positives, ks).items():
+                    _put_stats(results, f"{name}_R@{k}", hits, None, seed, k / len(keep))
             results["retrieval_num_audio"] = len(keep)
             results["retrieval_num_texts"] = len(keep)
             results["retrieval_num_skipped"] = len(compositions) - len(keep)
@@ -370,8 +431,11 @@ def evaluate_zste(model, processor, dataset_or_compositions, *, batch_size: int 
                                 batch_size=batch_size, progress=progress)
         text_emb = embed_texts(model, processor, prompts, batch_size=max(batch_size, 64))
         gold = [zs_classes.index(n) for n in single_names]
-        results["zero_shot_accuracy"] = multiple_choice_accuracy((audio_emb.double() @ text_emb.double().t()).tolist(),
-                                                                 gold)
+        scores = (audio_emb.double() @ text_emb.double().t()).tolist()
+        control_map = _unrelated_clips([frozenset((n,)) for n in single_names], seed)
+        control = None if control_map is None else multiple_choice_hits([scores[j] for j in control_map], gold)
+        _put_stats(results, "zero_shot_accuracy", multiple_choice_hits(scores, gold), None, seed,
+                   1.0 / len(zs_classes), control)
         results["zero_shot_num_items"] = len(singles)
         results["zero_shot_num_classes"] = len(zs_classes)
     return results
@@ -387,26 +451,82 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def _cell(stage_results: Mapping, metric: str) -> str:
+    value = stage_results.get(metric)
+    ci = stage_results.get(f"{metric}_ci95")
+    text = _fmt(value)
+    if isinstance(value, float) and ci and all(isinstance(v, float) and math.isfinite(v) for v in ci):
+        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+    return text
+
+
 def format_zste_table(results: Mapping[str, Mapping], metrics: Sequence[str] = HEADLINE_METRICS,
-                      title: str | None = "ZSTE-style evaluation (accuracy / recall in %)") -> str:
-    """A plain-text table: one row per metric, one column per stage (e.g. ``{"base": {...}, "teminal": {...}}``),
-    plus ``delta`` (last minus first stage, in points) when there are two or more stages."""
+                      title: str | None = "ZSTE-style evaluation (accuracy / recall in %, [95 % bootstrap CI])") -> str:
+    """A plain-text table: one row per metric with its chance level, one column per stage (e.g.
+    ``{"base": {...}, "teminal": {...}}``; each cell the value and its 95 % confidence interval when known), plus
+    ``delta`` (last minus first stage, in points) when there are two or more stages. Under a metric with an
+    unrelated-audio control, a ``control`` row gives the same captions scored against audio that shares no event
+    with them (what the model scores without hearing the events)."""
     stages = list(results)
     rows = [m for m in metrics if any(m in results[s] for s in stages)]
-    header = ["metric", *stages] + (["delta"] if len(stages) > 1 else [])
+    header = ["metric", "chance", *stages] + (["delta"] if len(stages) > 1 else [])
     body = []
     for m in rows:
-        line = [m] + [_fmt(results[s].get(m)) for s in stages]
+        chance = next((results[s].get(f"{m}_chance") for s in stages if f"{m}_chance" in results[s]), None)
+        line = [m, _fmt(chance)] + [_cell(results[s], m) for s in stages]
         if len(stages) > 1:
             first, last = results[stages[0]].get(m), results[stages[-1]].get(m)
             line.append(f"{100 * (last - first):+.1f}" if isinstance(first, float) and isinstance(last, float)
                         else "-")
         body.append(line)
+        if any(f"{m}_control" in results[s] for s in stages):
+            line = ["  control (unrelated audio)", ""] + [_fmt(results[s].get(f"{m}_control")) for s in stages]
+            body.append(line + ([""] if len(stages) > 1 else []))
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     fmt_line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
     out = [title] if title else []
     out += [fmt_line(header), "  ".join("-" * w for w in widths)] + [fmt_line(r) for r in body]
     return "\n".join(out)
+
+
+STAGE_TARGETS = {"base": ("zero_shot_accuracy",), "teminal_a": ("relation_accuracy", "both_events_accuracy"),
+                 "teminal_b": ("order_accuracy",)}
+VERDICT_METRICS = ("order_accuracy", "relation_accuracy", "both_events_accuracy", "zero_shot_accuracy")
+
+
+def _at_chance(stage_results: Mapping, metric: str) -> bool:
+    ci, chance = stage_results.get(f"{metric}_ci95"), stage_results.get(f"{metric}_chance")
+    if not ci or chance is None or not all(isinstance(v, float) and math.isfinite(v) for v in ci):
+        return False
+    return ci[0] <= chance <= ci[1]
+
+
+def zste_warnings(results: Mapping[str, Mapping], targets: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """Plain-language warnings about a before/after ZSTE comparison (``results``: stage -> metrics, first = before):
+
+    * a stage leaves one of the metrics it trains for (``targets``, default :data:`STAGE_TARGETS`) within its 95 %
+      interval of chance; the last stage is checked on all of :data:`VERDICT_METRICS`;
+    * the last stage's zero-shot accuracy is below the first's (outside nothing: any drop of the point estimate).
+    """
+    targets = STAGE_TARGETS if targets is None else targets
+    stages = list(results)
+    out = []
+    for i, stage in enumerate(stages):
+        names = set(targets.get(stage, ()))
+        if i == len(stages) - 1:
+            names |= set(VERDICT_METRICS)
+        for m in [m for m in VERDICT_METRICS if m in names]:
+            if m in results[stage] and _at_chance(results[stage], m):
+                lo, hi = results[stage][f"{m}_ci95"]
+                out.append(f"after stage {stage}, {m} = {100 * results[stage][m]:.1f} % is within its 95 % interval "
+                           f"of chance ({100 * results[stage][f'{m}_chance']:.1f} % in [{100 * lo:.1f}, "
+                           f"{100 * hi:.1f}]): not distinguishable from guessing")
+    if len(stages) > 1:
+        first, last = results[stages[0]].get("zero_shot_accuracy"), results[stages[-1]].get("zero_shot_accuracy")
+        if isinstance(first, float) and isinstance(last, float) and last < first:
+            out.append(f"zero-shot accuracy fell from {100 * first:.1f} % ({stages[0]}) to {100 * last:.1f} % "
+                       f"({stages[-1]}): the post-trained model classifies single sounds worse than the base")
+    return out
 
 
 def write_zste_json(path, results: Mapping, *, extra: Mapping | None = None) -> None:
