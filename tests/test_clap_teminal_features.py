@@ -20,7 +20,7 @@ def _clips():
         (0.1 * rng.standard_normal(SR * 3)).astype(np.float32),   # 3 s noise, shorter than max length (repeatpad)
         tone,
         chirp,
-        (0.01 * rng.standard_normal(777)).astype(np.float32),     # very short clip, many repeats
+        (0.01 * rng.standard_normal(1500)).astype(np.float32),    # very short clip (31 ms), many repeats
         (0.2 * rng.standard_normal(SR * 10)).astype(np.float32),  # exactly max length
     ]
 
@@ -124,7 +124,7 @@ def test_errors_name_the_problem_and_value():
     with pytest.raises(ValueError, match=r"mono.*shape \(2, 2, 10\)"):
         fe(np.zeros((2, 2, 10), dtype=np.float32), sampling_rate=SR)
     with pytest.raises(ValueError, match="clip 1 is empty"):
-        fe([np.zeros(100), np.zeros(0)], sampling_rate=SR)
+        fe([np.zeros(2000), np.zeros(0)], sampling_rate=SR)
     with pytest.raises(ValueError, match="truncation must be one of"):
         ClapTeminalFeatureExtractor(truncation="random")
     with pytest.raises(ValueError, match="unknown CLAP-TeminAL preset"):
@@ -234,8 +234,11 @@ def test_non_finite_samples_are_rejected_with_clip_index_and_value():
     with pytest.raises(ValueError, match=r"^clip 1 has a non-finite sample \(-inf\) at index 7$"):
         fe(torch.stack([torch.from_numpy(clip), torch.from_numpy(np.where(np.arange(clip.size) == 7, -np.inf, clip))]),
            sampling_rate=SR)
-    # finite float64 samples so large that their sum overflows are no error (the check only locates on failure)
-    assert fe(np.full(SR // 2, 1e305), sampling_rate=SR)["input_features"].shape == (1, 1, fe.num_frames, 16)
+    # finite float64 samples so large that their sum overflows: refused by the peak bound, finite with full_scale
+    with pytest.raises(ValueError, match=r"^clip 0 has a peak amplitude of 1e\+305 "):
+        fe(np.full(SR // 2, 1e305), sampling_rate=SR)
+    out = fe(np.full(SR // 2, 1e305), sampling_rate=SR, full_scale=1e305)["input_features"]
+    assert out.shape == (1, 1, fe.num_frames, 16) and np.isfinite(out).all()
 
 
 def test_sampling_rate_must_be_a_whole_number_of_hz():
@@ -267,3 +270,66 @@ def test_a_path_or_none_instead_of_audio_says_to_load_the_file_first():
         fe([clip, "b.wav"], sampling_rate=SR)
     with pytest.raises(TypeError, match=re.escape("clip 0 is a str ('a.wav')" + hint)):
         fe(["a.wav", "b.wav"], sampling_rate=SR)
+
+
+@pytest.mark.parametrize("make", [lambda a: a, torch.from_numpy, lambda a: a.tolist()], ids=["numpy", "torch", "list"])
+@pytest.mark.parametrize("channels", [9, 16, 64])
+def test_multichannel_audio_with_more_than_8_channels_is_not_a_batch(make, channels):
+    """(24000, 16) (a mic array from soundfile.read) passed the old "at most 8 channels" guard: features of shape
+    (24000, 1, 51, 16), 4.3 GB of one-frame clips. A row shorter than one analysis frame cannot be a clip."""
+    import re
+
+    fe = ClapTeminalFeatureExtractor.from_preset("tiny")
+    audio = (0.1 * np.random.default_rng(0).standard_normal((24000, channels))).astype(np.float32)
+    with pytest.raises(ValueError, match=re.escape(
+            f"raw_speech of shape (24000, {channels}) looks like (samples, channels) audio; down-mix it to mono first "
+            f"(e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips, and rows of {channels} "
+            f"samples are shorter than one analysis frame (1024 samples)")):
+        fe(make(audio), sampling_rate=SR)
+    assert fe(audio.mean(axis=1), sampling_rate=SR)["input_features"].shape == (1, 1, fe.num_frames, 16)
+
+
+@pytest.mark.parametrize("batch, shown", [
+    (np.zeros((0, SR), np.float32), r"\(shape \(0, 48000\)\)"),
+    (torch.zeros(0, SR), r"\(shape \(0, 48000\)\)"),
+    ([], r"\(an empty list\)"),
+])
+def test_an_empty_batch_is_a_value_error_naming_it(batch, shown):
+    with pytest.raises(ValueError, match=r"^raw_speech is an empty batch " + shown + r"; pass at least one clip of "
+                                         r"audio$"):
+        ClapTeminalFeatureExtractor.from_preset("tiny")(batch, sampling_rate=SR)
+
+
+@pytest.mark.parametrize("length", [1, 3, 100, 1023])
+def test_a_clip_shorter_than_one_analysis_frame_names_clip_length_and_minimum(length):
+    """Repeat-padded, a clip of 1-3 samples gave all -100 dB (a constant or a tone above 14 kHz), with no error."""
+    fe = ClapTeminalFeatureExtractor.from_preset("tiny")
+    clip = (0.1 * np.random.default_rng(0).standard_normal(SR // 2)).astype(np.float32)
+    with pytest.raises(ValueError, match=rf"^clip 1 has {length} samples, shorter than one 21\.3 ms frame \(1024 "
+                                         r"samples at 48000 Hz\)$"):
+        fe([clip, clip[:length]], sampling_rate=SR)
+    out = fe(clip[:1024], sampling_rate=SR)["input_features"]  # one frame of audio is enough
+    assert np.isfinite(out).all() and out.max() > -100
+
+
+def test_int16_range_float_audio_is_refused_unless_its_full_scale_is_given():
+    """Float audio holding int16 values (peak 30,000) was used as is: features of 72-85 dB instead of about -10."""
+    import re
+
+    fe = ClapTeminalFeatureExtractor.from_preset("tiny")
+    clip = (0.1 * np.random.default_rng(0).standard_normal(SR // 2)).astype(np.float32)
+    pcm = np.round(clip * 32767)  # float64 holding int16 values
+    first = int(np.argmax(np.abs(pcm) > 64))
+    with pytest.raises(ValueError, match=re.escape(
+            f"clip 1 has a peak amplitude of {np.abs(pcm).max():g} (index {first} is the first sample above 64): float "
+            f"audio must be in [-1, 1] and a peak above 64 means samples on another scale (e.g. int16 PCM stored as "
+            f"floats); divide it by its full scale (e.g. audio / 32768) or pass full_scale= (e.g. full_scale=32768)")):
+        fe([clip, pcm.astype(np.float32)], sampling_rate=SR)
+    got = fe(pcm, sampling_rate=SR, full_scale=32768, return_tensors="pt")["input_features"]
+    expected = fe(pcm / 32768, sampling_rate=SR, return_tensors="pt")["input_features"]
+    torch.testing.assert_close(got, expected)
+    assert expected.max() < 0
+    with pytest.raises(ValueError, match=r"^full_scale must be a positive finite number .*got -1$"):
+        fe(clip, sampling_rate=SR, full_scale=-1)
+    with pytest.raises(ValueError, match=r"^max_length must be a positive whole number of samples, got -1$"):
+        fe(clip, sampling_rate=SR, max_length=-1)

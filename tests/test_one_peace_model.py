@@ -719,3 +719,69 @@ def test_feature_extractor_rejects_ambiguous_and_bad_inputs_naming_them():
             fe(clip, sampling_rate=rate)
     for rate in (16000, np.int64(16000), 16000.0):
         assert fe(clip, sampling_rate=rate)["input_values"].shape == (1, 16000)
+
+
+def FE():
+    from hf_alm.modeling.one_peace import OnePeaceFeatureExtractor
+
+    return OnePeaceFeatureExtractor()
+
+
+FRAME, FRAME_MS = 400, 25  # ONE-PEACE's conv front end: a 400-sample (25 ms) receptive field
+
+
+# ----------------------------------------------------------------- hostile input (issue 16), same rules as BEATs / CLAP
+@pytest.mark.parametrize("make", [lambda a: a, torch.from_numpy, lambda a: a.tolist()], ids=["numpy", "torch", "list"])
+@pytest.mark.parametrize("channels", [9, 16, 64])
+def test_hostile_multichannel_audio_with_more_than_8_channels_is_not_a_batch(make, channels):
+    """(24000, 16) from soundfile.read passed the old "at most 8 channels" guard and became 24000 clips."""
+    fe = FE()
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, (24000, channels)).astype(np.float32)
+    with pytest.raises(ValueError, match=re.escape(
+            f"raw_speech of shape (24000, {channels}) looks like (samples, channels) audio; down-mix it to mono first "
+            f"(e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips, and rows of {channels} "
+            f"samples are shorter than one analysis frame ({FRAME} samples)")):
+        fe(make(audio), sampling_rate=16000)
+    assert fe(np.ascontiguousarray(audio.T), sampling_rate=16000)["input_values"].shape[0] == channels
+
+
+@pytest.mark.parametrize("batch, shown", [
+    (np.zeros((0, 16000), np.float32), r"\(shape \(0, 16000\)\)"),
+    (torch.zeros(0, 16000), r"\(shape \(0, 16000\)\)"),
+    ([], r"\(an empty list\)"),
+])
+def test_hostile_empty_batch_is_a_value_error_naming_it(batch, shown):
+    with pytest.raises(ValueError, match=r"^raw_speech is an empty batch " + shown + r"; pass at least one clip of "
+                                         r"audio$"):
+        FE()(batch, sampling_rate=16000)
+
+
+@pytest.mark.parametrize("length", [1, 2, FRAME - 1])
+def test_hostile_clip_shorter_than_one_frame_names_clip_length_and_minimum(length):
+    clip = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    with pytest.raises(ValueError, match=rf"^clip 1 has {length} samples, shorter than one {FRAME_MS} ms frame "
+                                         rf"\({FRAME} samples at 16000 Hz\)$"):
+        FE()([clip, clip[:length]], sampling_rate=16000)
+    out = FE()(clip[:FRAME], sampling_rate=16000)["input_values"]
+    assert np.isfinite(out).all() and np.ptp(out) > 0  # one frame is enough, and not constant
+
+
+def test_hostile_int16_range_or_huge_float_audio_is_refused_unless_its_full_scale_is_given():
+    fe = FE()
+    clip = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    for peak in (30000.0, 1e13, 1e300):
+        loud = clip.astype(np.float64) / 0.5 * peak
+        first = int(np.argmax(np.abs(loud) > 64))
+        with pytest.raises(ValueError, match=re.escape(
+                f"clip 1 has a peak amplitude of {np.abs(loud).max():g} (index {first} is the first sample above 64): "
+                f"float audio must be in [-1, 1] and a peak above 64 means samples on another scale (e.g. int16 PCM "
+                f"stored as floats); divide it by its full scale (e.g. audio / 32768) or pass full_scale= (e.g. "
+                f"full_scale=32768)")):
+            fe([clip, loud], sampling_rate=16000)
+        got = fe(loud, sampling_rate=16000, full_scale=peak / 0.5)["input_values"]
+        np.testing.assert_allclose(got, fe(clip, sampling_rate=16000)["input_values"], atol=1e-4)
+    with pytest.raises(ValueError, match=r"more than 64 x full_scale=2; check full_scale"):
+        fe(clip * 1000, sampling_rate=16000, full_scale=2)
+    for bad in (0, float("nan"), "x", True):
+        with pytest.raises(ValueError, match=rf"^full_scale must be a positive finite number .*got {re.escape(repr(bad))}$"):
+            fe(clip, sampling_rate=16000, full_scale=bad)

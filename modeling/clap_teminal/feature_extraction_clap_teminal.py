@@ -32,19 +32,66 @@ PADDINGS = ("repeatpad", "repeat", "pad")
 CROP_POSITIONS = ("center", "start", "end")
 COMPUTE_DTYPES = ("float32", "float64")
 BLOCK_FRAMES = 128  # STFT frames processed at once (cache-sized: 128 x 1024 float64 = 1 MiB)
-MAX_CHANNELS = 8  # a 2-D input (a, b) with b <= MAX_CHANNELS < a is (samples, channels) audio, not a batch
+# Float audio is expected in [-1, 1]; a peak above this bound (+36 dBFS) is not a loud clip but samples on another
+# scale (int16 PCM stored as floats peaks near 32768: 72-85 dB features) and is refused unless the caller says the
+# scale (`full_scale=`). The same bound and rule in every hf-alm feature extractor; it also keeps every output finite.
+MAX_PEAK = 64.0
 
 _THREADS_LOCK = threading.Lock()
 _THREADS_STATE = {"active": 0, "saved": 1}
 
 
-def _check_not_channel_last(shape: tuple) -> None:
-    """``(samples, channels)`` audio (what ``soundfile.read`` returns) is not a batch of tiny clips."""
-    if len(shape) == 2 and shape[1] <= MAX_CHANNELS < shape[0]:
-        raise ValueError(
-            f"raw_speech of shape {tuple(shape)} looks like (samples, channels) audio; down-mix it to mono first (e.g. "
-            "audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips"
-        )
+def _check_batch_shape(shape, min_samples: int) -> None:
+    """The rule for a 2-D ``(a, b)`` input, the same in every hf-alm feature extractor: it is a batch of ``a`` clips
+    of ``b`` samples. An empty batch is an error; rows shorter than one analysis frame (``min_samples``) cannot be
+    clips, so when there are more of them than they are long the array is ``(samples, channels)`` audio (what
+    ``soundfile.read`` returns, for any number of channels) and the error says to down-mix it."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 2:
+        return
+    if shape[0] == 0:
+        raise ValueError(f"raw_speech is an empty batch (shape {shape}); pass at least one clip of audio")
+    if shape[1] == 0:
+        raise ValueError(f"raw_speech of shape {shape} has no samples: clip 0 is empty (0 samples)")
+    if shape[1] < min_samples and shape[0] > shape[1]:
+        raise ValueError(f"raw_speech of shape {shape} looks like (samples, channels) audio; down-mix it to mono "
+                         f"first (e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips, and "
+                         f"rows of {shape[1]} samples are shorter than one analysis frame ({min_samples} samples)")
+
+
+def _check_full_scale(full_scale) -> float:
+    """``full_scale`` (the sample value of a full-scale signal) as a positive finite float."""
+    try:
+        value = float(full_scale)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(full_scale, bool) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"full_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
+                         f"for int16-range floats), got {full_scale!r}")
+    return value
+
+
+def _check_amplitude(clip: torch.Tensor, index: int, full_scale: float = 1.0) -> None:
+    """NaN / Inf samples, or a peak above ``MAX_PEAK * full_scale``: an error naming the clip, the sample and its
+    value. One reduction on the happy path (``aminmax`` propagates NaN)."""
+    low, high = torch.aminmax(clip)
+    peak = max(-float(low), float(high))
+    bound = MAX_PEAK * full_scale
+    if peak <= bound:  # False for NaN
+        return
+    bad = (~torch.isfinite(clip)).nonzero()
+    if len(bad):
+        sample = int(bad[0])
+        raise ValueError(f"clip {index} has a non-finite sample ({float(clip[sample])}) at index {sample}")
+    sample = int((clip.abs() > bound).nonzero()[0])
+    clip_peak = float(clip.abs().max())
+    if full_scale == 1.0:
+        raise ValueError(f"clip {index} has a peak amplitude of {clip_peak:g} (index {sample} is the first sample "
+                         f"above {MAX_PEAK:g}): float audio must be in [-1, 1] and a peak above {MAX_PEAK:g} means "
+                         f"samples on another scale (e.g. int16 PCM stored as floats); divide it by its full scale "
+                         f"(e.g. audio / 32768) or pass full_scale= (e.g. full_scale=32768)")
+    raise ValueError(f"clip {index} has a peak amplitude of {clip_peak:g} (index {sample} is the first sample above "
+                     f"{bound:g}), more than {MAX_PEAK:g} x full_scale={full_scale:g}; check full_scale")
 
 
 def _not_float(index: int, dtype) -> ValueError:
@@ -53,19 +100,6 @@ def _not_float(index: int, dtype) -> ValueError:
         f"clip {index}: expected float audio in [-1, 1], got dtype {dtype}; convert integer PCM first "
         "(e.g. int16 / 32768)"
     )
-
-
-def _check_finite(clip: torch.Tensor, index: int) -> None:
-    """NaN / Inf samples: an error naming the clip, the first bad sample and its value.
-
-    One reduction on the happy path (summed in float64, so a finite float32 clip cannot overflow); if huge finite
-    float64 values ever make it overflow, the search below finds nothing and the call goes on."""
-    if bool(torch.isfinite(clip.sum(dtype=torch.float64))):
-        return
-    bad = (~torch.isfinite(clip)).nonzero()
-    if len(bad):
-        sample = int(bad[0])
-        raise ValueError(f"clip {index} has a non-finite sample ({float(clip[sample])}) at index {sample}")
 
 
 def _check_sampling_rate(sampling_rate) -> int:
@@ -380,9 +414,12 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                 torch.log10(mel_rows.clamp_(min=1e-10), out=target)
             out[i].mul_(10.0)  # dB, once per clip
 
-    def _as_clips(self, raw_speech) -> list:
-        """Normalise the accepted input types to a list of 1-D float tensors, rejecting what would give silently wrong
-        features: (samples, channels) audio, integer / bool samples (unscaled PCM) and NaN / Inf samples."""
+    def _as_clips(self, raw_speech, full_scale: float = 1.0) -> list:
+        """Normalise the accepted input types to a list of 1-D float tensors in [-1, 1] (divided by ``full_scale``),
+        rejecting what would give silently wrong features: (samples, channels) audio, an empty batch, clips shorter
+        than one analysis frame, integer / bool samples (unscaled PCM), NaN / Inf samples and a peak above
+        ``MAX_PEAK`` (samples on another scale)."""
+        frame = self.fft_window_size
         if isinstance(raw_speech, torch.Tensor):
             raw_speech = raw_speech.detach().cpu()
             if raw_speech.dim() > 2:
@@ -390,18 +427,18 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                     "audio must be mono: a 1-D clip or a 2-D (batch, samples) array, got shape "
                     f"{tuple(raw_speech.shape)}"
                 )
-            _check_not_channel_last(tuple(raw_speech.shape))
+            _check_batch_shape(tuple(raw_speech.shape), frame)
             clips = [raw_speech] if raw_speech.dim() == 1 else list(raw_speech)
         elif isinstance(raw_speech, np.ndarray):
             if raw_speech.ndim > 2:
                 raise ValueError(
                     f"audio must be mono: a 1-D clip or a 2-D (batch, samples) array, got shape {raw_speech.shape}"
                 )
-            _check_not_channel_last(raw_speech.shape)
+            _check_batch_shape(raw_speech.shape, frame)
             clips = [raw_speech] if raw_speech.ndim == 1 else list(raw_speech)
         elif isinstance(raw_speech, (list, tuple)):
             if len(raw_speech) == 0:
-                raise ValueError("got an empty list of audio clips")
+                raise ValueError("raw_speech is an empty batch (an empty list); pass at least one clip of audio")
             for i, c in enumerate(raw_speech):
                 if c is None or isinstance(c, (str, bytes, os.PathLike)):
                     shown = "None" if c is None else f"a {type(c).__name__} ({os.fspath(c)!r})"
@@ -412,7 +449,7 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                 lengths = {c.shape[0] if getattr(c, "ndim", 1) == 1 else None for c in clips if hasattr(c, "shape")}
                 lengths |= {len(c) for c in clips if isinstance(c, (list, tuple))}
                 if len(lengths) == 1 and None not in lengths:  # a nested list of (samples, channels) rows (.tolist())
-                    _check_not_channel_last((len(clips), lengths.pop()))
+                    _check_batch_shape((len(clips), lengths.pop()), frame)
             else:
                 clips = [raw_speech]
         elif raw_speech is None or isinstance(raw_speech, (str, bytes, os.PathLike)):
@@ -440,9 +477,15 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                 raise ValueError(f"clip {i} must be mono (1-D), got shape {tuple(tensor.shape)}")
             if tensor.numel() == 0:
                 raise ValueError(f"clip {i} is empty (0 samples)")
+            if tensor.numel() < frame:  # repeat-padded, it would be a buzz at its repetition rate, or -100 dB
+                raise ValueError(f"clip {i} has {tensor.numel()} samples, shorter than one "
+                                 f"{1000 * frame / self.sampling_rate:.3g} ms frame ({frame} samples at "
+                                 f"{self.sampling_rate} Hz)")
             if tensor.dtype not in (torch.float32, torch.float64):
                 tensor = tensor.to(self._dtype())
-            _check_finite(tensor, i)
+            _check_amplitude(tensor, i, full_scale)
+            if full_scale != 1.0:
+                tensor = tensor / full_scale
             out.append(tensor)
         return out
 
@@ -497,12 +540,15 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         return_tensors=None,
         return_attention_mask: bool | None = None,
         generator: torch.Generator | None = None,
+        full_scale: float | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Featurise one clip or a batch (numpy arrays, torch tensors or lists of floats, mono, at `sampling_rate`).
 
         A batch is a `(clips, samples)` array or a list of 1-D clips; samples are floats in [-1, 1]. `(samples,
-        channels)` audio, integer / bool samples and NaN / Inf samples raise `ValueError` naming the problem.
+        channels)` audio (a 2-D array whose rows are shorter than one analysis frame and outnumber their length), an
+        empty batch, clips shorter than one analysis frame (`fft_window_size` samples), integer / bool samples, NaN /
+        Inf samples and a peak above `MAX_PEAK` (64) raise `ValueError` naming the problem.
 
         Args:
             truncation, padding: override the instance settings (`padding=True` keeps the instance's).
@@ -512,6 +558,8 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
             return_tensors: `"pt"` or `"np"` (default numpy arrays).
             return_attention_mask: also return a frame mask `attention_mask` `(batch, frames)` (1 = real audio).
             generator: a seeded `torch.Generator` for random crops of long clips (training); `None` = deterministic.
+            full_scale: the sample value of full scale when the audio is not in [-1, 1] (e.g. `32768` for int16 PCM
+                stored as floats); samples are divided by it. Without it, a peak above `MAX_PEAK` is an error.
         """
         truncation = truncation if truncation is not None else self.truncation
         if padding is True or padding is None or padding is False or padding == "longest" or padding == "max_length":
@@ -532,8 +580,13 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                 "Failing to do so can result in silent errors that might be hard to debug."
             )
         return_attention_mask = self.return_attention_mask if return_attention_mask is None else return_attention_mask
-        max_length = int(max_length) if max_length else self.nb_max_samples
-        clips = self._as_clips(raw_speech)
+        if max_length is None:
+            max_length = self.nb_max_samples
+        elif isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1:
+            raise ValueError(f"max_length must be a positive whole number of samples, got {max_length!r}")
+        max_length = int(max_length)
+        full_scale = 1.0 if full_scale is None else _check_full_scale(full_scale)
+        clips = self._as_clips(raw_speech, full_scale)
 
         fitted, real_lengths, is_longer, long_full = [], [], [], {}
         for i, clip in enumerate(clips):

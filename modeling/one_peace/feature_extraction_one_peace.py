@@ -1,6 +1,12 @@
 # Copyright 2026 the hf-alm developers. MIT licence.
 """ONE-PEACE audio feature extractor: 16 kHz mono waveforms, per-utterance layer normalisation, 1 s .. 15 s.
 
+Input checks shared with the other hf-alm extractors: a clip shorter than one analysis frame (``frame_length_ms``,
+25 ms: the 400-sample receptive field of ONE-PEACE's convolutional front end) is an error (normalised and repeated it
+would be zeros or a buzz), so is float audio whose peak exceeds ``MAX_PEAK`` (64) unless ``full_scale=`` says its scale,
+an empty batch, and a 2-D array whose rows are shorter than one frame and outnumber their length ((samples, channels)
+audio).
+
 As the original ``process_audio``: each clip is normalised over its own samples (``F.layer_norm(wav, wav.shape)``,
 i.e. zero mean / unit variance with eps 1e-5), truncated to ``max_duration`` seconds and, when shorter than
 ``min_duration``, repeated and cut to exactly ``min_duration``. A batch is zero-padded to the longest clip; the
@@ -14,15 +20,62 @@ import math
 import numpy as np
 from transformers import BatchFeature, SequenceFeatureExtractor
 
-MAX_CHANNELS = 8  # a 2-D (a, b) array with b <= MAX_CHANNELS < a is (samples, channels) audio, not a batch
+# Float audio is expected in [-1, 1]; a peak above this bound (+36 dBFS) is not a loud clip but samples on another
+# scale (int16 PCM stored as floats peaks near 32768) and is refused unless the caller says the scale (`full_scale=`).
+# The same bound and rule in every hf-alm feature extractor; it also keeps every output finite.
+MAX_PEAK = 64.0
 
 
-def _check_not_channel_last(shape) -> None:
-    """``(samples, channels)`` audio (what ``soundfile.read`` returns, or its ``.tolist()``) is not a batch of clips."""
+def _check_batch_shape(shape, min_samples: int) -> None:
+    """The rule for a 2-D ``(a, b)`` input, the same in every hf-alm feature extractor: it is a batch of ``a`` clips
+    of ``b`` samples. An empty batch is an error; rows shorter than one analysis frame (``min_samples``) cannot be
+    clips, so when there are more of them than they are long the array is ``(samples, channels)`` audio (what
+    ``soundfile.read`` returns, for any number of channels) and the error says to down-mix it."""
     shape = tuple(int(n) for n in shape)
-    if len(shape) == 2 and shape[1] <= MAX_CHANNELS < shape[0]:
+    if len(shape) != 2:
+        return
+    if shape[0] == 0:
+        raise ValueError(f"raw_speech is an empty batch (shape {shape}); pass at least one clip of audio")
+    if shape[1] == 0:
+        raise ValueError(f"raw_speech of shape {shape} has no samples: clip 0 is empty (0 samples)")
+    if shape[1] < min_samples and shape[0] > shape[1]:
         raise ValueError(f"raw_speech of shape {shape} looks like (samples, channels) audio; down-mix it to mono "
-                         f"first (e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips")
+                         f"first (e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips, and "
+                         f"rows of {shape[1]} samples are shorter than one analysis frame ({min_samples} samples)")
+
+
+def _check_full_scale(full_scale) -> float:
+    """``full_scale`` (the sample value of a full-scale signal) as a positive finite float."""
+    try:
+        value = float(full_scale)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(full_scale, bool) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"full_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
+                         f"for int16-range floats), got {full_scale!r}")
+    return value
+
+
+def _check_amplitude(wave: np.ndarray, what: str, full_scale: float = 1.0) -> None:
+    """NaN / Inf samples, or a peak above ``MAX_PEAK * full_scale``: an error naming the clip (``what``), the sample
+    and its value."""
+    peak = float(np.max(np.abs(wave)))  # NaN propagates
+    bound = MAX_PEAK * full_scale
+    if peak <= bound:  # False for NaN
+        return
+    finite = np.isfinite(wave)
+    if not finite.all():
+        index = int(np.argmin(finite))
+        raise ValueError(f"{what} has a non-finite sample ({float(wave[index])}) at index {index}: the waveform "
+                         f"contains NaN or infinite samples")
+    sample = int(np.argmax(np.abs(wave) > bound))
+    if full_scale == 1.0:
+        raise ValueError(f"{what} has a peak amplitude of {peak:g} (index {sample} is the first sample above "
+                         f"{MAX_PEAK:g}): float audio must be in [-1, 1] and a peak above {MAX_PEAK:g} means samples "
+                         f"on another scale (e.g. int16 PCM stored as floats); divide it by its full scale (e.g. "
+                         f"audio / 32768) or pass full_scale= (e.g. full_scale=32768)")
+    raise ValueError(f"{what} has a peak amplitude of {peak:g} (index {sample} is the first sample above {bound:g}), "
+                     f"more than {MAX_PEAK:g} x full_scale={full_scale:g}; check full_scale")
 
 
 def _check_not_a_path(raw_speech, what: str = "raw_speech") -> None:
@@ -48,19 +101,25 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
     model_input_names = ["input_values", "attention_mask"]
 
     def __init__(self, feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
-                 max_duration=15.0, min_duration=1.0, return_attention_mask=True, **kwargs):
+                 max_duration=15.0, min_duration=1.0, return_attention_mask=True, frame_length_ms=25.0, **kwargs):
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value,
                          return_attention_mask=return_attention_mask, **kwargs)
         self.do_normalize = do_normalize
         self.max_duration = max_duration
         self.min_duration = min_duration
+        self.frame_length_ms = float(frame_length_ms)
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest clip accepted: one analysis frame (``frame_length_ms``) at ``sampling_rate``."""
+        return max(1, int(self.sampling_rate * self.frame_length_ms * 0.001))
 
     @staticmethod
     def layer_norm(wave: np.ndarray, eps: float = 1e-5) -> np.ndarray:
         wave = wave.astype(np.float64)
         return ((wave - wave.mean()) / np.sqrt(wave.var() + eps)).astype(np.float32)
 
-    def _prepare_one(self, wave, what: str = "clip 0") -> np.ndarray:
+    def _prepare_one(self, wave, what: str = "clip 0", full_scale: float = 1.0) -> np.ndarray:
         """One clip, checked and normalised; ``what`` ("clip 3") names it in the errors."""
         _check_not_a_path(wave, what)
         if hasattr(wave, "detach"):
@@ -75,12 +134,11 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
         if not np.issubdtype(wave.dtype, np.floating):
             raise ValueError(f"{what}: expected a floating-point waveform, got dtype {wave.dtype}; convert integer "
                              f"PCM first (e.g. int16 / 32768)")
-        finite = np.isfinite(wave)
-        if not finite.all():
-            index = int(np.argmin(finite))
-            raise ValueError(f"{what} has a non-finite sample ({float(wave[index])}) at index {index}: the waveform "
-                             f"contains NaN or infinite samples")
-        wave = wave.astype(np.float32)
+        if wave.shape[0] < self.min_samples:  # normalised it is all zeros (1 sample) or, repeated, a buzz
+            raise ValueError(f"{what} has {wave.shape[0]} samples, shorter than one {self.frame_length_ms:g} ms "
+                             f"frame ({self.min_samples} samples at {self.sampling_rate} Hz)")
+        _check_amplitude(wave, what, full_scale)
+        wave = (wave / full_scale if full_scale != 1.0 else wave).astype(np.float32)
         if self.do_normalize:
             wave = self.layer_norm(wave)
         if self.max_duration:
@@ -91,25 +149,29 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
         return wave
 
     def __call__(self, raw_speech, sampling_rate: int | None = None, return_tensors=None,
-                 return_attention_mask: bool | None = None, padding=True, **kwargs) -> BatchFeature:
-        """``raw_speech``: one waveform or a list of them (numpy / torch / lists), at ``sampling_rate`` Hz."""
+                 return_attention_mask: bool | None = None, padding=True, full_scale: float | None = None,
+                 **kwargs) -> BatchFeature:
+        """``raw_speech``: one waveform or a list of them (numpy / torch / lists), at ``sampling_rate`` Hz, float
+        samples in [-1, 1]; ``full_scale``: the sample value of full scale when they are not (e.g. ``32768`` for int16
+        PCM stored as floats; samples are divided by it)."""
         if sampling_rate is None:
             raise ValueError(f"pass sampling_rate= (this feature extractor expects {self.sampling_rate} Hz audio) so "
                              "that a wrong rate is caught instead of silently misread")
         if _check_sampling_rate(sampling_rate) != self.sampling_rate:
             raise ValueError(f"audio sampled at {sampling_rate} Hz but ONE-PEACE expects {self.sampling_rate} Hz; "
                              "resample first (e.g. hf_alm.data.audio.resample)")
+        full_scale = 1.0 if full_scale is None else _check_full_scale(full_scale)
         _check_not_a_path(raw_speech)
         if isinstance(raw_speech, (list, tuple)) and len(raw_speech) == 0:
-            raise ValueError("raw_speech is an empty list; pass at least one clip")
+            raise ValueError("raw_speech is an empty batch (an empty list); pass at least one clip of audio")
         is_batched = isinstance(raw_speech, (list, tuple)) and (
             hasattr(raw_speech[0], "__len__") or hasattr(raw_speech[0], "shape"))
         if is_batched and len({len(c) for c in raw_speech}) == 1:  # e.g. audio.tolist() of (samples, channels)
-            _check_not_channel_last((len(raw_speech), len(raw_speech[0])))
+            _check_batch_shape((len(raw_speech), len(raw_speech[0])), self.min_samples)
         if not is_batched and hasattr(raw_speech, "ndim") and raw_speech.ndim == 2:
-            _check_not_channel_last(raw_speech.shape)
+            _check_batch_shape(raw_speech.shape, self.min_samples)
             raw_speech, is_batched = list(raw_speech), True
-        clips = [self._prepare_one(np.asarray(w) if isinstance(w, list) else w, f"clip {i}")
+        clips = [self._prepare_one(np.asarray(w) if isinstance(w, list) else w, f"clip {i}", full_scale)
                  for i, w in enumerate(raw_speech if is_batched else [raw_speech])]
         lengths = [c.shape[0] for c in clips]
         longest = max(lengths)

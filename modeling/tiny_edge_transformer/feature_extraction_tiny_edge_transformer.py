@@ -2,7 +2,9 @@
 
 For a mono waveform ``x`` at ``sampling_rate`` (16 kHz) in [-1, 1] (float32):
 
-1. if ``len(x) < n_fft``, ``x`` is zero-padded to ``n_fft`` samples; no centring, no pre-emphasis, no dither.
+1. a clip shorter than one analysis frame (``n_fft`` samples) is an error naming it (zero-padded it gave a
+   near-constant, mostly floor output); no centring, no pre-emphasis, no dither. (The exported spec's zero-padding rule
+   for shorter inputs is never reached from here.)
 2. frames ``t = 0 .. F-1`` with ``F = 1 + (len(x) - n_fft) // hop_length``; ``frame_t[n] = x[t*hop_length + n] * w[n]``
    with the *periodic* Hann window ``w[n] = 0.5 - 0.5*cos(2*pi*n / n_fft)``, ``n = 0 .. n_fft-1`` (window length =
    ``n_fft`` = 1024, hop 512, i.e. 64 ms windows every 32 ms).
@@ -19,9 +21,15 @@ For a mono waveform ``x`` at ``sampling_rate`` (16 kHz) in [-1, 1] (float32):
 At most ``max_frames`` (192 = 6.1 s) frames are kept (truncation from the start); a batch is right-padded with
 ``padding_value`` (0.0) to its longest clip and ``attention_mask`` (1 = real frame) marks the real frames.
 ``hf-alm export tiny`` writes all of these constants, and the filter matrix itself, to ``frontend.json``.
+
+Input checks shared with the other hf-alm extractors: float audio whose peak exceeds ``MAX_PEAK`` (64) is an error
+unless ``full_scale=`` says its scale (samples are then divided by it); so is an empty batch and a 2-D array whose rows
+are shorter than one frame and outnumber their length ((samples, channels) audio).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from transformers import BatchFeature, SequenceFeatureExtractor
@@ -50,15 +58,62 @@ def periodic_hann(n: int) -> np.ndarray:
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n, dtype=np.float64) / n)
 
 
-MAX_CHANNELS = 8  # a 2-D (a, b) array with b <= MAX_CHANNELS < a is (samples, channels) audio, not a batch
+# Float audio is expected in [-1, 1]; a peak above this bound (+36 dBFS) is not a loud clip but samples on another
+# scale (int16 PCM stored as floats peaks near 32768) and is refused unless the caller says the scale (`full_scale=`).
+# The same bound and rule in every hf-alm feature extractor; it also keeps every output finite.
+MAX_PEAK = 64.0
 
 
-def _check_not_channel_last(shape) -> None:
-    """``(samples, channels)`` audio (what ``soundfile.read`` returns, or its ``.tolist()``) is not a batch of clips."""
+def _check_batch_shape(shape, min_samples: int) -> None:
+    """The rule for a 2-D ``(a, b)`` input, the same in every hf-alm feature extractor: it is a batch of ``a`` clips
+    of ``b`` samples. An empty batch is an error; rows shorter than one analysis frame (``min_samples``) cannot be
+    clips, so when there are more of them than they are long the array is ``(samples, channels)`` audio (what
+    ``soundfile.read`` returns, for any number of channels) and the error says to down-mix it."""
     shape = tuple(int(n) for n in shape)
-    if len(shape) == 2 and shape[1] <= MAX_CHANNELS < shape[0]:
+    if len(shape) != 2:
+        return
+    if shape[0] == 0:
+        raise ValueError(f"raw_speech is an empty batch (shape {shape}); pass at least one clip of audio")
+    if shape[1] == 0:
+        raise ValueError(f"raw_speech of shape {shape} has no samples: clip 0 is empty (0 samples)")
+    if shape[1] < min_samples and shape[0] > shape[1]:
         raise ValueError(f"raw_speech of shape {shape} looks like (samples, channels) audio; down-mix it to mono "
-                         f"first (e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips")
+                         f"first (e.g. audio.mean(axis=1)); a batch is (clips, samples) or a list of 1-D clips, and "
+                         f"rows of {shape[1]} samples are shorter than one analysis frame ({min_samples} samples)")
+
+
+def _check_full_scale(full_scale) -> float:
+    """``full_scale`` (the sample value of a full-scale signal) as a positive finite float."""
+    try:
+        value = float(full_scale)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(full_scale, bool) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"full_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
+                         f"for int16-range floats), got {full_scale!r}")
+    return value
+
+
+def _check_amplitude(wave: np.ndarray, what: str, full_scale: float = 1.0) -> None:
+    """NaN / Inf samples, or a peak above ``MAX_PEAK * full_scale``: an error naming the clip (``what``), the sample
+    and its value."""
+    peak = float(np.max(np.abs(wave)))  # NaN propagates
+    bound = MAX_PEAK * full_scale
+    if peak <= bound:  # False for NaN
+        return
+    finite = np.isfinite(wave)
+    if not finite.all():
+        index = int(np.argmin(finite))
+        raise ValueError(f"{what} has a non-finite sample ({float(wave[index])}) at index {index}: the waveform "
+                         f"contains NaN or infinite samples")
+    sample = int(np.argmax(np.abs(wave) > bound))
+    if full_scale == 1.0:
+        raise ValueError(f"{what} has a peak amplitude of {peak:g} (index {sample} is the first sample above "
+                         f"{MAX_PEAK:g}): float audio must be in [-1, 1] and a peak above {MAX_PEAK:g} means samples "
+                         f"on another scale (e.g. int16 PCM stored as floats); divide it by its full scale (e.g. "
+                         f"audio / 32768) or pass full_scale= (e.g. full_scale=32768)")
+    raise ValueError(f"{what} has a peak amplitude of {peak:g} (index {sample} is the first sample above {bound:g}), "
+                     f"more than {MAX_PEAK:g} x full_scale={full_scale:g}; check full_scale")
 
 
 def _check_not_a_path(raw_speech, what: str = "raw_speech") -> None:
@@ -140,11 +195,13 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
         """Frames produced for a clip of ``num_samples`` samples (before ``max_frames`` truncation)."""
         return 1 + (max(int(num_samples), self.n_fft) - self.n_fft) // self.hop_length
 
-    def log_mel(self, waveform) -> np.ndarray:
+    def log_mel(self, waveform, what: str = "clip 0", full_scale: float = 1.0) -> np.ndarray:
         """Un-normalised log-mel energies ``L`` (steps 1-5), ``(frames, num_mel_bins)`` float32, not truncated."""
-        x = self._as_waveform(waveform)
-        if x.shape[0] < self.n_fft:
-            x = np.pad(x, (0, self.n_fft - x.shape[0]))
+        x = self._as_waveform(waveform, what, full_scale)
+        if x.shape[0] < self.n_fft:  # one analysis frame is the minimum
+            raise ValueError(f"{what} has {x.shape[0]} samples, shorter than one "
+                             f"{1000 * self.n_fft / self.sampling_rate:.3g} ms frame ({self.n_fft} samples at "
+                             f"{self.sampling_rate} Hz)")
         frames = np.lib.stride_tricks.sliding_window_view(x.astype(np.float64), self.n_fft)[:: self.hop_length]
         power = np.abs(np.fft.rfft(frames * self.window, n=self.n_fft, axis=-1)) ** 2
         mel = power @ self.mel_filters.T
@@ -155,8 +212,9 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
         return ((np.asarray(log_mel, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
 
     @staticmethod
-    def _as_waveform(waveform, what: str = "audio clip") -> np.ndarray:
-        """One clip as a 1-D float32 array; ``what`` ("clip 3") names it in the errors."""
+    def _as_waveform(waveform, what: str = "audio clip", full_scale: float = 1.0) -> np.ndarray:
+        """One clip as a 1-D float32 array in [-1, 1] (divided by ``full_scale``); ``what`` ("clip 3") names it in the
+        errors."""
         _check_not_a_path(waveform, what)
         if hasattr(waveform, "detach"):  # torch tensor, without importing torch
             waveform = _tensor_to_numpy(waveform)
@@ -164,24 +222,21 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
         if x.dtype.kind != "f":
             raise ValueError(f"{what}: expected a floating-point waveform in [-1, 1], got dtype {x.dtype}; convert "
                              f"integer PCM first (e.g. int16 / 32768)")
-        x = x.astype(np.float32)
         if x.ndim == 2 and 1 in x.shape:
             x = x.reshape(-1)
         if x.ndim != 1:
             raise ValueError(f"each audio clip must be a 1-D mono waveform, got shape {tuple(x.shape)} ({what})")
         if x.shape[0] == 0:
             raise ValueError(f"{what} is empty (0 samples)")
-        finite = np.isfinite(x)
-        if not finite.all():
-            index = int(np.argmin(finite))
-            raise ValueError(f"{what} has a non-finite sample ({float(x[index])}) at index {index}: the audio "
-                             f"contains NaN or infinite samples")
-        return x
+        _check_amplitude(x, what, full_scale)  # before the float32 cast: huge float64 values would become Inf
+        return (x / full_scale if full_scale != 1.0 else x).astype(np.float32)
 
     def __call__(self, raw_speech, sampling_rate: int | None = None, return_tensors=None,
                  max_frames: int | None = None, padding: str = "longest", return_attention_mask: bool | None = None,
-                 **kwargs) -> BatchFeature:
-        """Featurise one clip (1-D array) or a batch (list of 1-D arrays, or a 2-D array ``(batch, samples)``).
+                 full_scale: float | None = None, **kwargs) -> BatchFeature:
+        """Featurise one clip (1-D array) or a batch (list of 1-D arrays, or a 2-D array ``(batch, samples)``) of
+        float samples in [-1, 1]; ``full_scale``: the sample value of full scale when they are not (e.g. ``32768``
+        for int16 PCM stored as floats; samples are divided by it).
 
         ``padding="longest"`` (or ``True``) pads to the longest clip of the batch, ``"max_length"`` to ``max_frames``.
         """
@@ -195,22 +250,24 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
         if padding not in ("longest", "max_length"):
             raise ValueError(f"padding must be True, 'longest' or 'max_length' (a batch is always padded), got "
                              f"{padding!r}")
+        if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, (int, np.integer))
+                                       or max_frames < 1):
+            raise ValueError(f"max_frames must be a positive whole number of frames, got {max_frames!r}")
         max_frames = self.max_frames if max_frames is None else int(max_frames)
+        full_scale = 1.0 if full_scale is None else _check_full_scale(full_scale)
         _check_not_a_path(raw_speech)
         if hasattr(raw_speech, "detach"):
             raw_speech = _tensor_to_numpy(raw_speech)
-        is_batched = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and (
-            hasattr(raw_speech[0], "__len__"))
+        if isinstance(raw_speech, (list, tuple)) and len(raw_speech) == 0:
+            raise ValueError("raw_speech is an empty batch (an empty list); pass at least one clip of audio")
+        is_batched = isinstance(raw_speech, (list, tuple)) and hasattr(raw_speech[0], "__len__")
         if is_batched and len({len(c) for c in raw_speech}) == 1:  # e.g. audio.tolist() of (samples, channels)
-            _check_not_channel_last((len(raw_speech), len(raw_speech[0])))
+            _check_batch_shape((len(raw_speech), len(raw_speech[0])), self.n_fft)
         if isinstance(raw_speech, np.ndarray) and raw_speech.ndim == 2:
-            _check_not_channel_last(raw_speech.shape)
+            _check_batch_shape(raw_speech.shape, self.n_fft)
             is_batched = True
         clips = list(raw_speech) if is_batched else [raw_speech]
-        if not clips:
-            raise ValueError("no audio given (empty batch)")
-        feats = [self.normalize(self.log_mel(self._as_waveform(c, f"clip {i}"))[:max_frames])
-                 for i, c in enumerate(clips)]
+        feats = [self.normalize(self.log_mel(c, f"clip {i}", full_scale)[:max_frames]) for i, c in enumerate(clips)]
         length = max_frames if padding == "max_length" else max(f.shape[0] for f in feats)
         values = np.full((len(feats), length, self.feature_size), self.padding_value, dtype=np.float32)
         mask = np.zeros((len(feats), length), dtype=np.int32)
