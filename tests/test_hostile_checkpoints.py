@@ -311,7 +311,8 @@ def test_beats_refuses_integer_classifier_weights(beats_reference_path, tmp_path
     ckpt = torch.load(beats_reference_path / "beats_dev_finetuned.pt", weights_only=True)
     ckpt["model"]["predictor.weight"] = ckpt["model"]["predictor.weight"].to(dtype)
     torch.save(ckpt, tmp_path / "int.pt")
-    with pytest.raises(ValueError, match=rf"checkpoint weight predictor\.weight has dtype {re.escape(str(dtype))} "
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'int.pt'))}: checkpoint weight "
+                                         rf"predictor\.weight has dtype {re.escape(str(dtype))} "
                                          r"where the model expects floating-point weights \(torch\.float32\)"):
         convert(tmp_path / "int.pt", tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -330,7 +331,8 @@ def test_one_peace_refuses_integer_weights(tmp_path):
     key = next(k for k in sd if k.endswith("text_proj.weight"))
     sd[key] = sd[key].to(torch.int32)
     torch.save({"cfg": CFG, "model": sd}, tmp_path / "int.pt")
-    with pytest.raises(ValueError, match=rf"checkpoint weight {re.escape(key)} has dtype torch\.int32 where the model "
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(tmp_path / 'int.pt'))}: checkpoint weight "
+                                         rf"{re.escape(key)} has dtype torch\.int32 where the model "
                                          r"expects floating-point weights"):
         convert(tmp_path / "int.pt", tmp_path / "out")
 
@@ -452,3 +454,23 @@ def test_atomic_directory_removes_temp_folders_of_a_killed_write(tmp_path):
     with atomic_directory(tmp_path / "out") as tmp:
         (tmp / "a.txt").write_text("a")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.tmp-2.tmp-ab12cd34", "out"]
+
+
+def test_cli_turns_any_refused_pickle_into_one_line(monkeypatch, capsys):
+    """A weights-only refusal raised deeper down (e.g. transformers reading a Hub download we did not pre-check) is
+    an UnpicklingError, which the CLI used to print as a traceback with torch's weights_only=False advice."""
+    from hf_alm import cli
+
+    def refuse(args):
+        raise pickle.UnpicklingError("Weights only load failed. In PyTorch 2.6, we changed ... Re-running `torch.load` "
+                                     "with `weights_only` set to `False` will likely succeed, but it can result in "
+                                     "arbitrary code execution.\n\nTrying to load unsupported GLOBAL posix.system "
+                                     "whose module posix is blocked.")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser.set_defaults(func=refuse, command="convert")
+    assert cli.main([]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hf-alm convert: error: a weights file pickles the Python object posix.system, which hf-alm "
+                          "never unpickles") and "\n" not in err and not any(a in err for a in TORCH_ADVICE), err

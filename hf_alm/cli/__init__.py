@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pickle
 import pkgutil
+import re
 import sys
 
 
@@ -42,6 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, KeyError, RuntimeError) as err:  # OSError: missing files, permissions, disk full
         print(f"hf-alm {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except pickle.UnpicklingError as err:  # a weights-only load refused a file we did not check first (e.g. a Hub
+        # download): one line, without torch's advice to re-run with weights_only=False
+        print(f"hf-alm {args.command}: error: {_refused_pickle(err)}", file=sys.stderr)
+        return 1
+
+
+def _refused_pickle(err: Exception) -> str:
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    what = f"the Python object {found.group(1)}" if found else "Python objects"
+    return (f"a weights file pickles {what}, which hf-alm never unpickles (loading it would run code the file "
+            f"names); re-save its tensors yourself only if you trust it (see hf_alm.utils.load_torch_file)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -176,7 +176,10 @@ def convert(src, dst, *, padding_mode: str = "time_aligned", problem_type: str =
 
     dst = check_output_dir(dst, overwrite=overwrite, sources=[src])  # before the work: fail fast
     ckpt = _load_checkpoint(src)
-    model, kind = build_model(ckpt, padding_mode=padding_mode, problem_type=problem_type)
+    try:
+        model, kind = build_model(ckpt, padding_mode=padding_mode, problem_type=problem_type)
+    except ValueError as err:  # name the file: "checkpoint weight predictor.weight has dtype torch.int32 ..."
+        raise ValueError(f"{src}: {err}") from None
     extractor = BeatsFeatureExtractor(feature_size=model.config.num_mel_bins, padding_mode=padding_mode,
                                       fbank_mean=model.config.fbank_mean, fbank_std=model.config.fbank_std)
     with atomic_directory(dst, overwrite=overwrite) as tmp:

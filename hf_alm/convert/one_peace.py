@@ -366,8 +366,11 @@ def convert(src, dst, target="auto", drop_image=False, num_attention_heads=None,
 
     dst = check_output_dir(dst, overwrite=overwrite, sources=[src])  # before the work: fail fast
     state, cfg = _load(src)
-    model = convert_state_dict(state, cfg, target=target, drop_image=drop_image,
-                               num_attention_heads=num_attention_heads)
+    try:
+        model = convert_state_dict(state, cfg, target=target, drop_image=drop_image,
+                                   num_attention_heads=num_attention_heads)
+    except ValueError as err:  # name the file: "checkpoint weight ... has dtype torch.int32 ..."
+        raise ValueError(f"{src}: {err}") from None
     with atomic_directory(dst, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp)
         OnePeaceFeatureExtractor(sampling_rate=model.config.audio_config.sampling_rate).save_pretrained(tmp)
