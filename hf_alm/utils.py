@@ -276,7 +276,6 @@ class UnsafeCheckpointError(CheckpointError):
     whatever code it names, so hf-alm refuses it."""
 
 
-_TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 _KNOWN_MAGIC = ((b"RIFF", "a RIFF/WAV audio file"), (b"fLaC", "a FLAC audio file"), (b"OggS", "an Ogg audio file"),
                 (b"ID3", "an MP3 audio file"), (b"\x89HDF", "an HDF5 file"), (b"\x93NUMPY", "a numpy .npy file"),
                 (b"\x1f\x8b", "a gzip file"), (b"{", "a JSON/text file"), (b"<", "an HTML/XML file"),
@@ -456,10 +455,11 @@ def load_safetensors_file(path: str | os.PathLike, *, what: str = "safetensors w
 
 
 def check_weight_files(folder: str | os.PathLike, *, mmap: bool = True) -> None:
-    """Check every weights file in a model folder before transformers reads it: ``*.safetensors`` with
-    :func:`check_safetensors_file`, torch files (``*.bin``, ``*.pt``, ...) with :func:`load_torch_file` (memory-mapped
-    where the format allows). So a folder with an unsafe ``pytorch_model.bin`` or a truncated ``model.safetensors``
-    gets one clear :class:`CheckpointError` naming the file, before any model is built."""
+    """Check the weights files transformers' ``from_pretrained`` reads from a model folder, before it reads them:
+    ``*.safetensors`` with :func:`check_safetensors_file`, ``pytorch_model*.bin`` with :func:`load_torch_file`
+    (memory-mapped where the format allows). So a folder with an unsafe ``pytorch_model.bin`` or a truncated
+    ``model.safetensors`` gets one clear :class:`CheckpointError` naming the file, before any model is built. Other
+    pickles a training folder may hold (``training_args.bin``, ``rng_state.pth``) are never read, so not checked."""
     folder = Path(folder)
     if not folder.is_dir():
         return
@@ -468,5 +468,5 @@ def check_weight_files(folder: str | os.PathLike, *, mmap: bool = True) -> None:
             continue
         if path.suffix == ".safetensors":
             check_safetensors_file(path)
-        elif path.suffix in _TORCH_SUFFIXES and not path.name.startswith("training_args"):
+        elif re.fullmatch(r"pytorch_model(-\d+-of-\d+)?\.bin", path.name):
             load_torch_file(path, what="weights file", mmap=mmap)

@@ -230,7 +230,14 @@ def test_check_weight_files_passes_a_saved_model(tmp_path):
     save_file({"w": torch.ones(3)}, tmp_path / "model.safetensors")
     torch.save({"w": torch.ones(3)}, tmp_path / "pytorch_model.bin")
     (tmp_path / "config.json").write_text("{}")
+    import argparse  # a Trainer folder's training_args.bin pickles objects but is never loaded: not refused
+
+    torch.save(argparse.Namespace(lr=1.0), tmp_path / "training_args.bin")
     check_weight_files(tmp_path)  # no error
+    torch.save(argparse.Namespace(lr=1.0), tmp_path / "pytorch_model-00002-of-00002.bin")
+    with pytest.raises(UnsafeCheckpointError, match="pytorch_model-00002-of-00002.bin is not a weights file: it "
+                                                    "pickles the Python object argparse.Namespace"):
+        check_weight_files(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ CLI
