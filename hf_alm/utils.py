@@ -298,14 +298,21 @@ def _sniff(path: Path, head: bytes) -> str | None:
     return f"unrecognised content (first bytes {head[:8]!r})"
 
 
+_MAX_PICKLE_BYTES = 256 * 2**20  # a checkpoint's pickle holds names and shapes; the tensors are separate members
+
+
 def _pickle_payloads(path: Path) -> list[bytes]:
     """The pickle stream(s) of a torch file: ``*.pkl`` members of its zip archive, or the whole file (legacy)."""
     import zipfile
 
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
-            return [archive.read(name) for name in archive.namelist() if name.endswith(".pkl")]
-    return [path.read_bytes()]
+            members = [info for info in archive.infolist() if info.filename.endswith(".pkl")]
+            if any(info.file_size > _MAX_PICKLE_BYTES for info in members):  # e.g. a zip bomb: do not inflate it
+                raise ValueError("pickle member too large to inspect")
+            return [archive.read(info) for info in members]
+    with open(path, "rb") as fh:  # a legacy file: the pickles come first, then the (possibly huge) storages
+        return [fh.read(_MAX_PICKLE_BYTES)]
 
 
 def pickled_globals(path: str | os.PathLike) -> list[str] | None:
