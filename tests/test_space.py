@@ -312,18 +312,40 @@ def test_read_clip_accepts_gradio_numpy_audio_and_rejects_bad_input():
 
 
 def test_a_long_upload_is_refused_from_its_header_before_decoding(tmp_path, monkeypatch):
-    """A 40 s file is refused without being decoded (an hour-long upload used to be decoded into memory first)."""
+    """A 40 s file is refused by load_audio's limit from its header, no sample read (an hour-long upload used to be
+    decoded into memory first); a FLAC stating 40 s likewise, without FFmpeg decoding a frame."""
+    import soundfile as sf
+
     import hf_alm.data.audio as audio
 
     app = load_app_module()
     path = write_wav(tmp_path / "long.wav", np.zeros(40 * 8000, dtype=np.float32), 8000)
+    flac = tmp_path / "long.flac"
+    sf.write(flac, np.zeros(40 * 8000, dtype=np.float32), 8000, format="FLAC")
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the file was decoded")
 
-    monkeypatch.setattr(audio, "load_audio", no_decoding)
-    with pytest.raises(gradio.Error, match=r"is 40\.0 s long; this demo accepts at most 30 s"):
-        app.read_clip(str(path), 16000)
+    from torchcodec.decoders import AudioDecoder
+
+    monkeypatch.setattr(audio._Reader, "array", no_decoding)
+    monkeypatch.setattr(AudioDecoder, "get_samples_played_in_range", no_decoding)
+    for upload in (path, flac):
+        with pytest.raises(gradio.Error, match=r"is 40\.0 s long; this demo accepts at most 30 s"):
+            app.read_clip(str(upload), 16000)
+
+
+def test_an_upload_whose_header_hides_its_length_is_refused_at_the_limit(space, tmp_path):
+    """A FLAC with STREAMINFO's total-samples zeroed (2 h of audio in 92 KB, which the header-duration check let
+    through to a full decode) is decoded only up to the Space's limit, then refused."""
+    from gradio_client.exceptions import AppError
+
+    from test_hostile_audio import constant_flac
+
+    path = tmp_path / "hidden_length.flac"
+    path.write_bytes(constant_flac(7200, 48000, 2, header_samples=0))
+    with pytest.raises(AppError, match=r"The clip is longer than this demo accepts \(at most 3 s; decoding stopped"):
+        space["client"].predict(gradio_client.handle_file(str(path)), "siren, bell", api_name="/zero_shot")
 
 
 def test_tagging_a_clip_shorter_than_one_frame_gives_a_readable_error(space, tmp_path):

@@ -552,6 +552,7 @@ def _bounded_samples(decoder: Any, what: str, limits: _Limits) -> tuple[torch.Te
     if declared is not None and limit is not None and declared > limit and not limits.truncate:
         raise limits.too_long(what, rate, channels, which, frames=declared)  # refused from its header, undecoded
     stop = None if limit is None else (limit + 1) / rate
+    hint = f" (a {codec} stream that cannot be decoded to its end is truncated or corrupt)" if codec else ""
     try:
         samples = decoder.get_samples_played_in_range(0.0, stop)
     except Exception as err:  # torchcodec raises RuntimeError with FFmpeg's message
@@ -559,11 +560,11 @@ def _bounded_samples(decoder: Any, what: str, limits: _Limits) -> tuple[torch.Te
         # have no seek table). A decoder made by ``datasets`` remembers its source: read it again with a fresh one.
         fresh = _reopen(decoder)
         if fresh is None:
-            raise _decode_error(what, err) from err
+            raise _decode_error(what, err, hint) from err
         try:
             samples = fresh.get_samples_played_in_range(0.0, stop)
         except Exception as err2:
-            raise _decode_error(what, err2) from err2
+            raise _decode_error(what, err2, hint) from err2
     data = samples.data
     if int(samples.sample_rate) != rate:
         rate = _check_rate(samples.sample_rate, f"the sampling rate of {what}")
@@ -581,11 +582,11 @@ def _bounded_samples(decoder: Any, what: str, limits: _Limits) -> tuple[torch.Te
     return data, rate, sample_format.startswith(("flt", "dbl"))
 
 
-def _decode_error(what: str, err: BaseException) -> AudioInputError:
+def _decode_error(what: str, err: BaseException, hint: str = "") -> AudioInputError:
     message = _first_line(err)
     if "No audio frames were decoded" in message:
         return AudioInputError(f"{what} is empty (0 samples)")
-    return AudioInputError(f"cannot decode {what}: {message}")
+    return AudioInputError(f"cannot decode {what}: {message}{hint}")
 
 
 def _reopen(decoder: Any):
@@ -632,8 +633,9 @@ class _Raw:
     float_source: bool = True
 
 
-def _decode_encoded(source: str | bytes, what: str, limits: _Limits) -> _Raw:
-    """A path (already checked to exist) or encoded bytes: the WAV reader, else torchcodec."""
+def _decode_encoded(source: str | bytes, what: str, limits: _Limits, open_hint: str = "") -> _Raw:
+    """A path (already checked to exist) or encoded bytes: the WAV reader, else torchcodec (``open_hint`` is added to
+    the message when FFmpeg does not recognise the data at all)."""
     reader = _Reader(source)
     try:
         wav = _read_wav(reader, what, limits)
@@ -646,7 +648,7 @@ def _decode_encoded(source: str | bytes, what: str, limits: _Limits) -> _Raw:
     try:
         decoder = AudioDecoder(source)
     except Exception as err:
-        raise _decode_error(what, err) from err
+        raise _decode_error(what, err, open_hint) from err
     data, rate, is_float = _bounded_samples(decoder, what, limits)
     return _Raw(data, rate, what, "channels_first", is_float)
 
@@ -670,16 +672,9 @@ def _decode_file(path: str | os.PathLike, limits: _Limits) -> _Raw:
 def _decode_bytes(data: bytes, limits: _Limits, what: str = "audio bytes") -> _Raw:
     if len(data) == 0:
         raise AudioInputError(f"cannot decode {what}: empty (0 bytes)")
-    what = f"{what} ({len(data)} bytes)"
-    try:
-        return _decode_encoded(bytes(data), what, limits)
-    except AudioInputError as err:
-        if str(err).startswith("cannot decode") and "WAV" not in str(err):
-            raise AudioInputError(
-                f"{err} (bytes must hold an encoded file such as wav/flac/ogg/mp3; for raw PCM samples pass "
-                "np.frombuffer(data, dtype=np.int16) with source_sampling_rate)"
-            ) from err
-        raise
+    hint = (" (bytes must hold an encoded file such as wav/flac/ogg/mp3; for raw PCM samples pass "
+            "np.frombuffer(data, dtype=np.int16) with source_sampling_rate)")
+    return _decode_encoded(bytes(data), f"{what} ({len(data)} bytes)", limits, hint)
 
 
 def _is_decoder(obj: Any) -> bool:

@@ -235,51 +235,41 @@ def make_examples(cache_dir: str | os.PathLike | None = None, *, seed: int = 0) 
 
 
 # ------------------------------------------------------------------------------------------------- audio input
-def _header_duration(path: Path) -> float | None:
-    """The duration a file's header states (no decoding), or None when it cannot be read cheaply."""
-    try:
-        from torchcodec.decoders import AudioDecoder
-
-        seconds = AudioDecoder(str(path)).metadata.duration_seconds_from_header
-    except Exception:  # noqa: BLE001 - undecodable files get load_audio's readable error later
-        return None
-    return float(seconds) if seconds else None
-
-
 def read_clip(audio, sampling_rate: int, *, max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """A Gradio audio value (file path, or ``(sr, int16 data)``) as float32 mono at ``sampling_rate``.
 
+    ``max_seconds`` is enforced by ``load_audio`` itself, whatever a file's header says: a file whose header omits or
+    understates its length is decoded only up to the limit, one with an absurd sampling rate is refused unread.
     Bad input raises ``gradio.Error`` with a readable message (no audio, empty, too long, undecodable).
     """
     gr = _gr()
-    from hf_alm.data.audio import AudioInputError, load_audio
+    from hf_alm.data.audio import AudioInputError, AudioTooLongError, load_audio
 
     if audio is None or (isinstance(audio, str) and not audio):
         raise gr.Error("No audio: upload a clip or record one with the microphone first.")
     if isinstance(audio, dict):  # FileData-like
         audio = audio.get("path") or audio
-    source = audio
+    source, layout = audio, {}
     if isinstance(audio, (tuple, list)) and len(audio) == 2 and np.isscalar(audio[0]):
         sr, data = audio
         data = np.asarray(data)
-        if data.size == 0:
-            raise gr.Error("The audio is empty (0 samples): record or upload a longer clip.")
-        if data.shape[0] / float(sr) > max_seconds:
-            raise gr.Error(f"The clip is {data.shape[0] / float(sr):.1f} s long; this demo accepts at most "
-                           f"{max_seconds:g} s. Trim it and try again.")
-        source = (int(sr), data)
+        source = (sr, data)
+        if data.ndim == 2:
+            layout = {"channels_first": False}  # gradio's numpy audio is (samples, channels)
     elif isinstance(audio, (str, os.PathLike)):
         path = Path(audio)
         if not path.is_file():
             raise gr.Error(f"The uploaded file {path.name!r} could not be found on the server; upload it again.")
         if path.stat().st_size == 0:
             raise gr.Error(f"The uploaded file {path.name!r} is empty (0 bytes).")
-        header_seconds = _header_duration(path)  # refuse an hour-long upload before decoding it into memory
-        if header_seconds is not None and header_seconds > max_seconds:
-            raise gr.Error(f"The clip is {header_seconds:.1f} s long; this demo accepts at most {max_seconds:g} s. "
-                           "Trim it and try again.")
     try:
-        clip = load_audio(source, sampling_rate)
+        clip = load_audio(source, sampling_rate, max_seconds=max_seconds, **layout)
+    except AudioTooLongError as err:
+        if err.seconds is not None:
+            raise gr.Error(f"The clip is {err.seconds:.1f} s long; this demo accepts at most {max_seconds:g} s. Trim "
+                           "it and try again.") from err
+        raise gr.Error(f"The clip is longer than this demo accepts (at most {max_seconds:g} s; decoding stopped "
+                       f"there, its header does not state its true length). Trim it and try again.") from err
     except AudioInputError as err:
         message = str(err)
         if isinstance(source, (str, os.PathLike)):  # do not show the server's temporary paths
@@ -287,12 +277,8 @@ def read_clip(audio, sampling_rate: int, *, max_seconds: float = MAX_SECONDS) ->
         if "empty" in message.lower() or "0 samples" in message:
             raise gr.Error(f"The audio is empty: {message}") from err
         raise gr.Error(f"Could not read the audio: {message}") from err
-    seconds = clip.shape[-1] / float(sampling_rate)
     if clip.numel() == 0:
         raise gr.Error("The audio is empty (0 samples): record or upload a longer clip.")
-    if seconds > max_seconds:
-        raise gr.Error(f"The clip is {seconds:.1f} s long; this demo accepts at most {max_seconds:g} s. Trim it and "
-                       f"try again.")
     return clip.numpy().astype(np.float32, copy=False)
 
 
