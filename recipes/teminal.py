@@ -31,10 +31,14 @@ NOT_RUN_IDENTITY = ("num_eval_pairs", "num_distractors")  # they only shape the 
 # with stage B at 4 epochs. With order-preserving pooling (two time-segment means, audio_time_segments=2 in both
 # presets), 4 stage-B epochs gave +28.2 / +13.8 / +21.4 points over seeds 0 / 1 / 2 and 8 epochs +40.0 / +38.1 /
 # +43.1, zero-shot accuracy up 16-21 points, in about 3 minutes (HTSAT "small": 48.9 -> 87.2 %), hence these defaults.
+# Each stage's default length is a number of optimizer steps, the same for 100 or 100,000 clips (a stage draws fresh
+# pairs every round: hf_alm.training.teminal.StageItems). Measured 2026-12-08 on 2 CPU cores: epochs over source clips
+# gave a 193-clip dataset 48 base and 80 stage-B steps and left it at chance; these budgets reach +20 order points and
+# more on the synthetic corpus, ESC-10, 5 clips per class of ESC-10 and FSDD (README "Measured so far").
 STAGE_DEFAULTS = {
-    "base": {"epochs": 6, "learning_rate": 1e-3, "batch_size": 64},
-    "teminal_a": {"epochs": 2, "learning_rate": 3e-4, "batch_size": 64},
-    "teminal_b": {"epochs": 8, "learning_rate": 1e-3, "batch_size": 24},
+    "base": {"steps": 300, "learning_rate": 1e-3, "batch_size": 64},
+    "teminal_a": {"steps": 60, "learning_rate": 3e-4, "batch_size": 64},
+    "teminal_b": {"steps": 600, "learning_rate": 1e-3, "batch_size": 24},
 }
 
 
@@ -54,13 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label_column", default=None, help="label column of a Hub / local dataset (default: 'label')")
     g.add_argument("--caption_column", default=None,
                    help="caption column of a Hub / local dataset (default: 'captions' or 'caption')")
+    g.add_argument("--max_clips_per_class", type=int, default=None,
+                   help="keep at most this many clips of each class (a seeded choice): try the recipe on a small "
+                        "version of a dataset")
     g.add_argument("--eval_fraction", type=float, default=d.eval_fraction,
-                   help="share of the source clips held out for evaluation (never heard in training)")
+                   help="share of the source clips held out as the test split (the reported numbers; never heard in "
+                        "training nor used to choose a checkpoint)")
+    g.add_argument("--val_fraction", type=float, default=d.val_fraction,
+                   help="share of the source clips held out as the validation split (stratified per class, disjoint "
+                        "from train and test): each stage keeps its best validation round; 0 keeps the last step")
     g.add_argument("--split_by", default=d.split_by,
-                   help="'auto' (whole folds when the dataset has folds, e.g. ESC; else stratified per class), "
-                        "'none' (stratified per class) or a column whose groups stay on one side")
+                   help="'auto': whole folds whose share is nearest to --eval_fraction when the dataset has folds "
+                        "(e.g. ESC), falling back to a stratified split (and saying so) when the folds are too "
+                        "uneven; 'none': stratified per class; or a column whose groups stay whole on one side")
+    g.add_argument("--min_train_per_class", type=int, default=d.min_train_per_class,
+                   help="a split leaving a class fewer training clips than this (or training on less than half of "
+                        "the clips) is refused")
+    g.add_argument("--allow_small_split", action="store_true",
+                   help="train on a split that breaks the --min_train_per_class / half-of-the-data rules anyway")
     g.add_argument("--num_eval_pairs", type=int, default=d.num_eval_pairs,
-                   help="held-out event pairs; each gives A->B, B->A and A+B evaluation clips")
+                   help="test event pairs; each gives A->B, B->A and A+B evaluation clips")
+    g.add_argument("--num_val_pairs", type=int, default=d.num_val_pairs,
+                   help="validation event pairs (as --num_eval_pairs, from the validation clips)")
     g.add_argument("--window_seconds", type=float, default=None,
                    help="model input window; a two-event sequence fills it (default: the feature extractor's "
                         "max_length_s)")
@@ -90,14 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated stages to run, in order, from: " + ", ".join(STAGES))
     for stage, dd in STAGE_DEFAULTS.items():
         what = "units (an event pair in both orders, plus extras)" if stage == "teminal_b" else "clips"
+        g.add_argument(f"--{stage}_steps", type=int, default=None,
+                       help=f"optimizer steps of stage {stage}, whatever the dataset size (default: {dd['steps']}; "
+                            "ignored when the stage is given epochs)")
         g.add_argument(f"--{stage}_epochs", type=int, default=None,
-                       help=f"epochs of stage {stage} (default: --num_epochs if given, else {dd['epochs']})")
+                       help=f"train stage {stage} for this many epochs over the training clips instead of a step "
+                            "budget (default: --num_epochs if given, else the step budget)")
         g.add_argument(f"--{stage}_learning_rate", type=float, default=None,
                        help=f"peak learning rate of stage {stage} (default: --learning_rate if given, else "
                             f"{dd['learning_rate']})")
         g.add_argument(f"--{stage}_batch_size", type=int, default=None,
                        help=f"{what} per batch and process in stage {stage} (default: --batch_size if given, else "
                             f"{dd['batch_size']})")
+    g.add_argument("--val_rounds", type=int, default=4,
+                   help="validation rounds per stage: a step-budget stage is trained in this many equal rounds, each "
+                        "followed by a checkpoint and a ZSTE on the validation split; the best round is kept")
     g.add_argument("--base_views_per_clip", type=int, default=d.base_views_per_clip,
                    help="caption views of each training clip per base epoch")
     g.add_argument("--zero_shot_caption_fraction", type=float, default=d.zero_shot_caption_fraction,
@@ -124,8 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval_batch_size", type=int, default=64, help="clips per forward pass in ZSTE")
     g.add_argument("--num_distractors", type=int, default=4, help="wrong captions per ZSTE both-events item")
+    g.add_argument("--seeds", default=None,
+                   help="comma-separated seeds (e.g. 0,1,2): run the whole job once per seed into "
+                        "OUTPUT_DIR/seed_<s> and report each metric's mean and sd over the seeds "
+                        "(OUTPUT_DIR/seeds_summary.json); --seed is then ignored")
     per_stage = {key: "each stage's own: " + ", ".join(f"{s} {dd[key]}" for s, dd in STAGE_DEFAULTS.items())
-                 + f"; --<stage>_{key} wins" for key in ("epochs", "learning_rate", "batch_size")}
+                 + f"; --<stage>_{key} wins" for key in ("learning_rate", "batch_size")}
+    per_stage["epochs"] = ("none: each stage runs its step budget (--<stage>_steps); given, every stage trains this "
+                           "many epochs over the training clips")
     add_common_args(p, output_dir="outputs/teminal", num_epochs=None, learning_rate=None, batch_size=None,
                     warmup_ratio=0.05, outputs="the final model, its processor, eval_results.json",
                     default_text={"num_epochs": per_stage["epochs"], "learning_rate": per_stage["learning_rate"],
@@ -134,18 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _stage_settings(args, stage: str) -> dict:
+    """``num_epochs`` (epoch mode) or ``steps`` (step-budget mode), ``learning_rate`` and ``batch_size`` of a stage."""
     dd = STAGE_DEFAULTS[stage]
     epochs = getattr(args, f"{stage}_epochs")
+    epochs = epochs if epochs is not None else args.num_epochs
+    steps = getattr(args, f"{stage}_steps")
     lr = getattr(args, f"{stage}_learning_rate")
     bs = getattr(args, f"{stage}_batch_size")
-    return {
-        "num_epochs": epochs if epochs is not None else (args.num_epochs if args.num_epochs is not None
-                                                         else dd["epochs"]),
+    out = {
         "learning_rate": lr if lr is not None else (args.learning_rate if args.learning_rate is not None
                                                     else dd["learning_rate"]),
         "batch_size": bs if bs is not None else (args.batch_size if args.batch_size is not None
                                                  else dd["batch_size"]),
     }
+    if epochs is not None:
+        out["num_epochs"] = epochs
+    else:
+        out["steps"] = steps if steps is not None else dd["steps"]
+    return out
 
 
 def _load_dataset(args, sampling_rate: int):
@@ -166,6 +204,10 @@ def _load_dataset(args, sampling_rate: int):
         ds = datasets.concatenate_datasets([ds[k] for k in ds])
     if not isinstance(ds, datasets.Dataset):
         raise ValueError(f"--dataset {args.dataset}: TeminAL needs a map-style dataset, got {type(ds).__name__}")
+    if args.max_clips_per_class is not None:
+        from hf_alm.data.splits import limit_per_class
+
+        ds = limit_per_class(ds, args.max_clips_per_class, seed=args.seed)
     return ds
 
 
@@ -180,8 +222,42 @@ def _preset_processor(args, processor_cls, tokenizer):
     return processor_cls.from_preset(args.preset, tokenizer, **kwargs)
 
 
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds: expected comma-separated integers such as 0,1,2; got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise SystemExit(f"--seeds: expected distinct non-negative integers such as 0,1,2; got {text!r}")
+    return seeds
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.seeds is None:
+        return run(args)
+    from hf_alm.training.teminal import summarize_seeds
+
+    seeds, root, summaries = _parse_seeds(args.seeds), Path(args.output_dir), {}
+    for seed in seeds:
+        one = argparse.Namespace(**{**vars(args), "seed": seed, "seeds": None,
+                                    "output_dir": str(root / f"seed_{seed}")})
+        run(one)
+        summaries[seed] = root / f"seed_{seed}" / "eval_results.json"
+    text = summarize_seeds(summaries, root / "seeds_summary.json")
+    if _is_main():
+        print("\n" + text)
+    return 0
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def run(args) -> int:
+    """One run of the job (one seed)."""
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
@@ -194,18 +270,28 @@ def main(argv=None) -> int:
 
     from accelerate.utils import set_seed
 
-    from hf_alm.evaluation.zste import HEADLINE_METRICS, evaluate_zste, format_zste_table, write_zste_json
+    from hf_alm.evaluation.zste import (
+        HEADLINE_METRICS,
+        evaluate_zste,
+        format_zste_table,
+        write_zste_json,
+        zste_warnings,
+    )
     from hf_alm.training.loop import TrainConfig, fit, make_accelerator
     from hf_alm.utils import save_pretrained_into
     from hf_alm.training.teminal import (
+        StageItems,
         TeminalCollator,
         TeminalConfig,
         base_items,
         caption_corpus,
+        keep_best_round,
         make_compute_loss,
+        make_validation_fn,
         prepare_teminal_data,
         stage_a_items,
         stage_b_units,
+        step_budget,
     )
 
     t_start = time.time()
@@ -240,8 +326,10 @@ def main(argv=None) -> int:
     t0 = time.time()
     dataset = _load_dataset(args, sampling_rate)
     data = prepare_teminal_data(dataset, sampling_rate=sampling_rate, config=tcfg, progress=main_proc)
-    accelerator.print(f"data: {len(data.train)} training clips, {len(data.eval_singles)} held-out clips, "
-                      f"{len(data.eval_compositions)} held-out compositions, {len(data.class_names)} classes "
+    accelerator.print(data.split.describe())
+    accelerator.print(f"data: {len(data.train)} training clips, {len(data.val_singles)} validation clips "
+                      f"({len(data.val_compositions or [])} compositions), {len(data.eval_singles)} test clips "
+                      f"({len(data.eval_compositions)} compositions), {len(data.class_names)} classes "
                       f"({time.time() - t0:.1f} s)")
 
     if model is None:
@@ -293,15 +381,34 @@ def main(argv=None) -> int:
 
     if "base" not in stages:
         zste("base" if not args.model_name_or_path else "pretrained")
+    val_fn = None
+    if data.has_validation:
+        val_fn = make_validation_fn(processor, data, sampling_rate=sampling_rate, batch_size=args.eval_batch_size,
+                                    seed=args.seed, num_distractors=args.num_distractors)
+    selection: dict = {}
     for stage in stages:
         settings = _stage_settings(args, stage)
+        steps = settings.pop("steps", None)
+        if steps is not None:  # step budget: fresh pairs every round, one validation per round
+            budget = step_budget(steps, args.val_rounds, batch_size=settings["batch_size"],
+                                 world_size=accelerator.num_processes,
+                                 accumulation=train_config.gradient_accumulation_steps)
+            settings["num_epochs"] = budget["num_epochs"]
+            items = StageItems(stage, data.train, tcfg, budget["items_per_round"])
+            accelerator.print(f"[{stage}] {budget['total_steps']} steps in {budget['num_epochs']} rounds, {settings}")
+        else:
+            items = items_for[stage](data.train, tcfg)
+            accelerator.print(f"[{stage}] {len(items)} items/epoch, {settings}")
         cfg = dataclasses.replace(train_config, **settings)
-        items = items_for[stage](data.train, tcfg)
-        accelerator.print(f"[{stage}] {len(items)} items/epoch, {settings}")
         t = time.time()
         result = fit(model, items, collate_fn=collate, compute_loss=compute_loss, config=cfg,
-                     accelerator=accelerator, stage=stage)
+                     accelerator=accelerator, stage=stage, eval_fn=val_fn)
         model = result.model
+        kept = keep_best_round(model, result, output_dir / "checkpoints" / stage)
+        if kept is not None:
+            selection[stage] = kept
+            accelerator.print(f"[{stage}] kept round {kept['round']}/{kept['rounds']} (step {kept['step']} of "
+                              f"{kept['total_steps']}): best validation score {100 * kept['val_score']:.1f}")
         timing[f"{stage}_s"] = round(time.time() - t, 1)
         zste(stage)
 
@@ -323,7 +430,10 @@ def main(argv=None) -> int:
             "dataset": args.dataset,
             "method": "TeminAL-style (paper body and code not public; see hf_alm/training/teminal.py)",
             "held_out": {"source_clips": len(data.eval_singles), "compositions": len(data.eval_compositions)},
+            "split": {**data.split.counts(), "description": data.split.describe()},
+            "selection": selection or "none (no validation split): each stage's last step kept",
             "summary": summary,
+            "warnings": zste_warnings(results),
             "timing_s": timing,
             "peak_rss_mb_main_process": round(peak_mb, 1),
             "teminal_config": dataclasses.asdict(tcfg),
@@ -332,6 +442,8 @@ def main(argv=None) -> int:
         write_zste_json(output_dir / "eval_results.json", results, extra=meta)
         print()
         print(format_zste_table(results, HEADLINE_METRICS))
+        for w in meta["warnings"]:
+            print(f"WARNING: {w}")
         print(f"\norder accuracy {summary['order_accuracy_gain_points']:+.1f} points, zero-shot accuracy "
               f"{summary['zero_shot_accuracy_change_points']:+.1f} points ({first} -> {last}); "
               f"{timing['total_s']:.0f} s, peak RSS {peak_mb:.0f} MB; saved to {output_dir}")

@@ -13,7 +13,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "teminal.py"
-TINY = ["--preset", "tiny", "--num_per_class", "3", "--num_eval_pairs", "4", "--gap_seconds", "0", "0.05",
+TINY = ["--preset", "tiny", "--num_per_class", "4", "--num_eval_pairs", "4", "--num_val_pairs", "4", "--gap_seconds", "0", "0.05",
         "--base_views_per_clip", "1", "--stage_b_units_per_clip", "0.5", "--base_batch_size", "16",
         "--teminal_b_batch_size", "6", "--eval_batch_size", "32", "--vocab_size", "400", "--seed", "3"]
 
@@ -42,10 +42,12 @@ def _weights(out):
 def test_recipe_runs_and_resumes_exactly(tmp_path):
     import shutil
 
-    common = TINY + ["--stages", "base,teminal_b", "--base_epochs", "1", "--teminal_b_epochs", "2"]
+    # step budgets (the default mode): 2 rounds of stage B, each drawing fresh pairs, one validation per round
+    common = TINY + ["--stages", "base,teminal_b", "--base_steps", "2", "--teminal_b_steps", "4", "--val_rounds", "2"]
     full, part = tmp_path / "full", tmp_path / "part"
-    _run(common + ["--output_dir", str(full)])
-    # an interrupted run: its checkpoints stop after the first epoch of stage B (same config, so the same schedule)
+    proc = _run(common + ["--output_dir", str(full)])
+    assert re.search(r"\[teminal_b\] kept round [12]/2 \(step [24] of 4\)", proc.stdout + proc.stderr)
+    # an interrupted run: its checkpoints stop after the first round of stage B (same config, so the same schedule)
     shutil.copytree(full / "checkpoints", part / "checkpoints")
     shutil.rmtree(part / "checkpoints" / "teminal_b" / "epoch_1")
     proc = _run(common + ["--output_dir", str(part), "--resume_from_checkpoint", "latest"])
@@ -56,7 +58,10 @@ def test_recipe_runs_and_resumes_exactly(tmp_path):
     # same per-step losses in the resumed epoch as in the uninterrupted run, and the same final weights
     h_full = [r["loss"] for r in _state(full, "teminal_b")["history"] if r["epoch"] == 1]
     h_part = [r["loss"] for r in _state(part, "teminal_b")["history"] if r["epoch"] == 1]
-    assert len(h_full) > 0 and h_full == pytest.approx(h_part, rel=1e-6, abs=1e-7)
+    assert len(h_full) == 2 and h_full == pytest.approx(h_part, rel=1e-6, abs=1e-7)
+    # the second round drew other pairs than the first (fresh pairs every round), the same in both runs
+    h0 = [r["loss"] for r in _state(full, "teminal_b")["history"] if r["epoch"] == 0]
+    assert h0 != pytest.approx(h_full, rel=1e-3)
     w_full, w_part = _weights(full), _weights(part)
     assert w_full.keys() == w_part.keys()
     for k in w_full:
@@ -71,6 +76,12 @@ def test_recipe_runs_and_resumes_exactly(tmp_path):
                     "audio_to_text_R@10", "text_to_audio_R@5"):
             assert 0.0 <= res[stage][key] <= 1.0, (stage, key)
     assert res["summary"]["compared"] == ["base", "teminal_b"]
+    for stage in stage_keys:  # the verdict: chance, interval and control of every multiple-choice metric
+        for m in ("order_accuracy", "zero_shot_accuracy"):
+            lo, hi = res[stage][f"{m}_ci95"]
+            assert lo <= res[stage][m] <= hi and f"{m}_chance" in res[stage] and f"{m}_control" in res[stage]
+    assert res["split"]["val"] > 0 and res["selection"]["teminal_b"]["rounds"] == 2
+    assert isinstance(res["warnings"], list)
     assert res["summary"]["order_accuracy_gain_points"] == pytest.approx(
         100 * (res["teminal_b"]["order_accuracy"] - res["base"]["order_accuracy"]), abs=0.01)
 
@@ -89,7 +100,7 @@ def test_recipe_runs_and_resumes_exactly(tmp_path):
     from hf_alm.training.teminal import TeminalConfig, prepare_teminal_data
 
     cfg = TeminalConfig(**{k: v for k, v in res["teminal_config"].items()})
-    data = prepare_teminal_data(make_synthetic_dataset(3, sampling_rate=48000), sampling_rate=48000, config=cfg)
+    data = prepare_teminal_data(make_synthetic_dataset(4, sampling_rate=48000), sampling_rate=48000, config=cfg)
     again = evaluate_zste(model, processor, data.zste_input(), batch_size=32, sampling_rate=48000,
                           class_names=data.class_names, seed=3)
     for key in ("order_accuracy", "zero_shot_accuracy", "text_to_audio_R@5"):
@@ -221,8 +232,9 @@ def test_help_states_each_default_once_with_the_stage_defaults():
     text = " ".join(parser.format_help().split())
     assert "(default: None)" not in text
     assert not re.search(r"\(default:[^()]*\) \(default:", text)  # never two defaults in a row
-    assert "epochs per training stage (default: each stage's own: base 6, teminal_a 2, teminal_b 8; " \
-           "--<stage>_epochs wins)" in text
+    assert "epochs per training stage (default: none: each stage runs its step budget (--<stage>_steps); given, " \
+           "every stage trains this many epochs over the training clips)" in text
+    assert "optimizer steps of stage teminal_b, whatever the dataset size (default: 600;" in text
     assert "peak AdamW learning rate (default: each stage's own: base 0.001, teminal_a 0.0003, teminal_b 0.001" in text
     assert "stage teminal_b (default: --batch_size if given, else 24)" in text
     assert "split of a Hub / local dataset with several splits (default: all)" in text
@@ -258,3 +270,86 @@ def test_fresh_run_over_an_earlier_run_with_another_preset_stops(tmp_path):
     with pytest.raises(SystemExit, match=r"differing: --preset: 'small' \(recorded\) != 'tiny' \(now\)"):
         recipe.main([*TINY, "--output_dir", str(out), "--resume_from_checkpoint", "latest"])
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["base"]  # no processor written
+
+
+# --- step budgets, model selection, seeds --------------------------------------------------------------------------
+
+def test_stage_items_draw_fresh_pairs_per_round_deterministically(tiny_data):
+    from hf_alm.training.teminal import StageItems, step_budget
+
+    cfg, data = tiny_data
+    items = StageItems("teminal_b", data.train, cfg, 12)
+    round0 = [items[k] for k in range(12)]
+    assert [items[k] for k in reversed(range(12))] == round0[::-1]  # an item does not depend on the visiting order
+    items.set_epoch(1)
+    round1 = [items[k] for k in range(12)]
+    assert round1 != round0 and all(u[0] == "unit" for u in round1)
+    again = StageItems("teminal_b", data.train, cfg, 12)
+    again.set_epoch(1)
+    assert [again[k] for k in range(12)] == round1  # a resumed run draws the same items
+    for kind, i, j, *_ in (u[1] for u in round0 + round1):
+        assert data.train.labels[i] != data.train.labels[j]
+    with pytest.raises(IndexError):
+        items[12]
+    # the budget: 10 steps in 4 rounds -> 3 steps per round (12 steps), items for every process and accumulation
+    b = step_budget(10, 4, batch_size=8, world_size=2, accumulation=3)
+    assert b == {"num_epochs": 4, "items_per_round": 3 * 8 * 2 * 3, "steps_per_round": 3, "total_steps": 12}
+    assert step_budget(2, 4, batch_size=8)["num_epochs"] == 2
+
+
+def test_stage_length_does_not_shrink_with_the_dataset():
+    """Epochs over source clips gave a 193-clip dataset 48 base steps: a step budget gives any dataset the same."""
+    recipe = _recipe()
+    for n in (20, 20000):
+        args = recipe.build_parser().parse_args([])
+        s = recipe._stage_settings(args, "teminal_b")
+        assert s["steps"] == recipe.STAGE_DEFAULTS["teminal_b"]["steps"] and "num_epochs" not in s, n
+    args = recipe.build_parser().parse_args(["--teminal_b_epochs", "3"])
+    assert recipe._stage_settings(args, "teminal_b")["num_epochs"] == 3  # epochs stay available
+
+
+def test_keep_best_round_loads_the_best_validation_round(tmp_path):
+    from safetensors.torch import save_model
+
+    from hf_alm.training.loop import FitResult
+    from hf_alm.training.teminal import keep_best_round
+
+    model = torch.nn.Linear(3, 2)
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    (tmp_path / "epoch_1").mkdir()
+    save_model(model, str(tmp_path / "epoch_1" / "model.safetensors"))
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    result = FitResult(model=model, epoch_metrics=[{"epoch": 0, "val_score": 0.4}, {"epoch": 1, "val_score": 0.7},
+                                                   {"epoch": 2, "val_score": 0.7, "val_order_accuracy": 0.9}],
+                       history=[{"epoch": e, "step": 5 * (e + 1)} for e in range(3)])
+    kept = keep_best_round(model, result, tmp_path)
+    assert kept["round"] == 2 and kept["step"] == 10 and kept["total_steps"] == 15  # earliest of the tied best
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, best[k])
+    result.epoch_metrics[2]["val_score"] = 0.9  # the last round is best: nothing to load
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    w = model.weight.clone()
+    assert keep_best_round(model, result, tmp_path)["round"] == 3
+    torch.testing.assert_close(model.weight, w)
+    assert keep_best_round(model, FitResult(model=model, epoch_metrics=[{"epoch": 0}]), tmp_path) is None
+
+
+def test_seed_summary_is_mean_and_sd(tmp_path):
+    import statistics
+
+    from hf_alm.training.teminal import summarize_seeds
+
+    paths = {}
+    for seed, (before, after) in {0: (0.5, 0.8), 1: (0.48, 0.7), 2: (0.52, 0.9)}.items():
+        payload = {"summary": {"compared": ["base", "teminal_b"]}, "base": {"order_accuracy": before},
+                   "teminal_b": {"order_accuracy": after}}
+        paths[seed] = tmp_path / f"{seed}.json"
+        paths[seed].write_text(json.dumps(payload))
+    text = summarize_seeds(paths, tmp_path / "summary.json")
+    stats = json.loads((tmp_path / "summary.json").read_text())["metrics"]["order_accuracy change"]
+    changes = [30.0, 22.0, 38.0]
+    assert stats["mean"] == pytest.approx(statistics.mean(changes))
+    assert stats["sd"] == pytest.approx(statistics.stdev(changes))
+    assert "order_accuracy change" in text and "30.0 +-  8.0" in text

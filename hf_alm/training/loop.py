@@ -728,6 +728,8 @@ def fit(
         model.train()
         accelerator.step = 0  # accelerate's accumulation counter: the windows start with the epoch
         sampler.set_epoch(epoch)
+        if hasattr(dataset, "set_epoch"):  # datasets that draw new items per epoch (hf_alm.training.teminal.StageItems)
+            dataset.set_epoch(epoch)
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
         bar = tqdm(loader, desc=f"{stage} epoch {epoch + 1}/{config.num_epochs}", disable=not main,

@@ -59,7 +59,6 @@ since) +40.0 / +38.1 / +43.1, zero-shot accuracy +16 to +21. Pooling by time seg
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
@@ -74,6 +73,7 @@ from hf_alm.data.compositions import (
     relation_captions,
     split_sources,
 )
+from hf_alm.data.splits import SourceSplit, split_train_val_test
 from hf_alm.evaluation.retrieval import audio_rows, load_clip
 from hf_alm.evaluation.zste import ZsteTemplates
 from hf_alm.training.losses import contrastive_loss, tact_weighted_loss
@@ -87,6 +87,8 @@ __all__ = [
     "base_items",
     "stage_a_items",
     "stage_b_units",
+    "StageItems",
+    "STAGE_DRAWS",
     "make_compute_loss",
     "caption_corpus",
     "model_logit_scale",
@@ -104,8 +106,12 @@ class TeminalConfig:
     overlap_snr_db: tuple = (-3.0, 3.0)
     event_seconds: float | None = None
     eval_fraction: float = 0.2
+    val_fraction: float = 0.1
     split_by: str | None = "auto"
+    min_train_per_class: int = 2
+    allow_small_split: bool = False
     num_eval_pairs: int = 150
+    num_val_pairs: int = 60
     base_views_per_clip: int = 3
     zero_shot_caption_fraction: float = 0.25
     stage_a_items_per_clip: float = 3.0
@@ -238,32 +244,56 @@ class TeminalData:
     class_names: list
     train_source_ids: set = field(default_factory=set)
     eval_source_ids: set = field(default_factory=set)
+    val_singles: list = field(default_factory=list)
+    val_compositions: object = None
+    val_source_ids: set = field(default_factory=set)
+    split: SourceSplit | None = None
 
-    def zste_input(self) -> dict:
+    def zste_input(self, side: str = "test") -> dict:
+        """ZSTE rows of the ``"test"`` side (the reported numbers) or the ``"val"`` side (model selection)."""
+        if side == "val":
+            return {"compositions": self.val_compositions, "singles": self.val_singles}
+        if side != "test":
+            raise ValueError(f"side must be 'test' or 'val'; got {side!r}")
         return {"compositions": self.eval_compositions, "singles": self.eval_singles}
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.val_singles) and self.val_compositions is not None and len(self.val_compositions) > 0
+
+
+def _compositions(sources, *, num_pairs: int, sampling_rate: int, config: TeminalConfig, seed: int):
+    return make_compositions(
+        sources, num_pairs=num_pairs, sampling_rate=sampling_rate, seed=seed, gap=config.gap_seconds,
+        snr_db=config.overlap_snr_db, max_seconds=config.window_seconds, include_reversed=True, include_overlap=True,
+    )
 
 
 def prepare_teminal_data(dataset, *, sampling_rate: int, config: TeminalConfig, progress: bool = False) -> TeminalData:
-    """Split ``dataset`` (single-event clips with labels) into train / eval sources and build the evaluation sets."""
+    """Split ``dataset`` (single-event clips with labels) into train / validation / test sources
+    (:func:`hf_alm.data.splits.split_train_val_test`) and build the validation and test evaluation sets."""
     if "source_id" not in dataset.column_names:
         dataset = dataset.add_column("source_id", list(range(len(dataset))))
-    by = config.split_by
-    if by == "auto":
-        by = "fold" if "fold" in dataset.column_names and len(set(dataset["fold"])) > 1 else None
-    train_src, eval_src = split_sources(dataset, eval_fraction=config.eval_fraction, seed=config.seed, by=by)
+    split = split_train_val_test(dataset, test_fraction=config.eval_fraction, val_fraction=config.val_fraction,
+                                 by=config.split_by, seed=config.seed, min_train_per_class=config.min_train_per_class,
+                                 allow_small=config.allow_small_split)
     event_s = config.event_length_seconds
-    train = EventBank.from_dataset(train_src, sampling_rate=sampling_rate, event_seconds=event_s, progress=progress)
-    eval_bank = EventBank.from_dataset(eval_src, sampling_rate=sampling_rate, event_seconds=event_s,
-                                       progress=progress)
-    compositions = make_compositions(
-        eval_src, num_pairs=config.num_eval_pairs, sampling_rate=sampling_rate, seed=config.seed + 1,
-        gap=config.gap_seconds, snr_db=config.overlap_snr_db, max_seconds=config.window_seconds,
-        include_reversed=True, include_overlap=True,
-    )
+    bank = lambda src: EventBank.from_dataset(src, sampling_rate=sampling_rate, event_seconds=event_s,
+                                              progress=progress)
+    train, eval_bank = bank(split.train), bank(split.test)
+    compositions = _compositions(split.test, num_pairs=config.num_eval_pairs, sampling_rate=sampling_rate,
+                                 config=config, seed=config.seed + 1)
+    val_singles, val_compositions, val_ids = [], None, set()
+    if len(split.val) and len(set(split.val["label"])) >= 2:
+        val_bank = bank(split.val)
+        val_singles, val_ids = val_bank.singles_rows(), set(val_bank.source_ids)
+        val_compositions = _compositions(split.val, num_pairs=config.num_val_pairs, sampling_rate=sampling_rate,
+                                         config=config, seed=config.seed + 2)
     _, names = _class_names(dataset)
     return TeminalData(train=train, eval_singles=eval_bank.singles_rows(), eval_compositions=compositions,
                        class_names=names, train_source_ids=set(train.source_ids),
-                       eval_source_ids=set(eval_bank.source_ids))
+                       eval_source_ids=set(eval_bank.source_ids), val_singles=val_singles,
+                       val_compositions=val_compositions, val_source_ids=val_ids, split=split)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -297,41 +327,82 @@ def _single(rng, bank, i=None):
     return ("single", i, float(rng.random()), int(rng.integers(1 << 30)))
 
 
+def _draw_base(rng: np.random.Generator, bank: EventBank, cfg: TeminalConfig, i=None) -> tuple:
+    return _single(rng, bank, i)
+
+
+def _draw_a(rng: np.random.Generator, bank: EventBank, cfg: TeminalConfig) -> tuple:
+    u = rng.random()
+    if u < cfg.stage_a_single_fraction:
+        return _single(rng, bank)
+    if u < cfg.stage_a_single_fraction + cfg.stage_a_overlap_fraction:
+        return _overlap(rng, bank, cfg)
+    return _seq(rng, bank, cfg)
+
+
+def _draw_b(rng: np.random.Generator, bank: EventBank, cfg: TeminalConfig) -> tuple:
+    seq = _seq(rng, bank, cfg)
+    extras = []
+    if rng.random() < cfg.stage_b_overlap_fraction:
+        extras.append(("overlap", seq[1], seq[2], float(rng.uniform(*cfg.overlap_snr_db)),
+                       int(rng.integers(1 << 30))))
+    if rng.random() < cfg.stage_b_single_fraction:
+        extras.append(_single(rng, bank, seq[1 + int(rng.integers(2))]))
+    return ("unit", seq, tuple(extras))
+
+
+STAGE_DRAWS = {"base": (0, _draw_base), "teminal_a": (1, _draw_a), "teminal_b": (2, _draw_b)}
+
+
 def base_items(bank: EventBank, cfg: TeminalConfig) -> list:
-    """``base_views_per_clip`` caption views of every training clip."""
+    """Epoch mode: ``base_views_per_clip`` caption views of every training clip."""
     rng = _rng(cfg.seed, 0)
     return [_single(rng, bank, i) for i in range(len(bank)) for _ in range(cfg.base_views_per_clip)]
 
 
 def stage_a_items(bank: EventBank, cfg: TeminalConfig) -> list:
-    """Stage A: single clips, sequences and overlaps of two events (fractions from ``cfg``)."""
+    """Epoch mode, stage A: single clips, sequences and overlaps of two events (fractions from ``cfg``)."""
     rng = _rng(cfg.seed, 1)
-    out = []
-    for _ in range(max(1, int(round(cfg.stage_a_items_per_clip * len(bank))))):
-        u = rng.random()
-        if u < cfg.stage_a_single_fraction:
-            out.append(_single(rng, bank))
-        elif u < cfg.stage_a_single_fraction + cfg.stage_a_overlap_fraction:
-            out.append(_overlap(rng, bank, cfg))
-        else:
-            out.append(_seq(rng, bank, cfg))
-    return out
+    return [_draw_a(rng, bank, cfg) for _ in range(max(1, int(round(cfg.stage_a_items_per_clip * len(bank)))))]
 
 
 def stage_b_units(bank: EventBank, cfg: TeminalConfig) -> list:
-    """Stage B: units ``(sequence A->B, [extras])``; the collator adds the reversal B->A of every unit."""
+    """Epoch mode, stage B: units ``(sequence A->B, [extras])``; the collator adds the reversal B->A of each unit."""
     rng = _rng(cfg.seed, 2)
-    out = []
-    for _ in range(max(1, int(round(cfg.stage_b_units_per_clip * len(bank))))):
-        seq = _seq(rng, bank, cfg)
-        extras = []
-        if rng.random() < cfg.stage_b_overlap_fraction:
-            extras.append(("overlap", seq[1], seq[2], float(rng.uniform(*cfg.overlap_snr_db)),
-                           int(rng.integers(1 << 30))))
-        if rng.random() < cfg.stage_b_single_fraction:
-            extras.append(_single(rng, bank, seq[1 + int(rng.integers(2))]))
-        out.append(("unit", seq, tuple(extras)))
-    return out
+    return [_draw_b(rng, bank, cfg) for _ in range(max(1, int(round(cfg.stage_b_units_per_clip * len(bank)))))]
+
+
+class StageItems(torch.utils.data.Dataset):
+    """Step-budget mode: the items of one stage, drawn fresh from the pair space for every round.
+
+    A stage of ``S`` optimizer steps is trained as ``rounds`` "epochs" of :func:`hf_alm.training.loop.fit` (one
+    validation and one checkpoint per round). Item ``k`` of round ``e`` is drawn by the stage's draw function
+    (:data:`STAGE_DRAWS`) from its own generator seeded by ``(seed, stage, e, k)``: every round sees new pairs (the
+    number of distinct pairs grows with the square of the clip count, so nothing is tied to the dataset size), the
+    items do not depend on the order the sampler visits them in, and a run resumed at round ``e`` draws exactly the
+    items of an uninterrupted one. ``fit`` calls :meth:`set_epoch` at the start of each round (before its
+    DataLoader workers start, so they see it too).
+    """
+
+    def __init__(self, stage: str, bank: EventBank, cfg: TeminalConfig, items_per_round: int):
+        if stage not in STAGE_DRAWS:
+            raise ValueError(f"unknown stage {stage!r}; choose from {', '.join(STAGE_DRAWS)}")
+        if int(items_per_round) < 1:
+            raise ValueError(f"items_per_round must be >= 1; got {items_per_round}")
+        self.stage_id, self.draw = STAGE_DRAWS[stage]
+        self.bank, self.cfg, self.n, self.epoch = bank, cfg, int(items_per_round), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int) -> tuple:
+        if not 0 <= k < self.n:
+            raise IndexError(k)
+        rng = np.random.default_rng([int(self.cfg.seed), 0x7E42, self.stage_id, self.epoch, int(k)])
+        return self.draw(rng, self.bank, self.cfg)
 
 
 def reverse_item(item: tuple) -> tuple:
@@ -446,7 +517,103 @@ def caption_corpus(bank: EventBank, class_names: Sequence[str], templates: ZsteT
     return sorted(texts)
 
 
-def _check_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
+# --------------------------------------------------------------------------------------------------------------------
+# step budgets and model selection on the validation split
+
+SELECTION_METRICS = ("order_accuracy", "relation_accuracy", "both_events_accuracy", "zero_shot_accuracy")
+
+
+def validation_score(metrics: dict) -> float:
+    """The model-selection score of ZSTE results: the mean of the four multiple-choice accuracies (order, relation,
+    both events, zero-shot) that are present. One rule for every stage, so a stage that gains order by losing
+    zero-shot accuracy is not preferred over one that keeps both."""
+    values = [float(metrics[k]) for k in SELECTION_METRICS if k in metrics and math.isfinite(float(metrics[k]))]
+    if not values:
+        raise ValueError(f"no selection metric among {list(metrics)[:8]}...")
+    return float(np.mean(values))
+
+
+def make_validation_fn(processor, data: "TeminalData", *, sampling_rate: int, batch_size: int, seed: int,
+                       num_distractors: int):
+    """``eval_fn`` for :func:`~hf_alm.training.loop.fit`: ZSTE on the validation side only (never the test clips);
+    returns ``val_score`` (:func:`validation_score`) and the four accuracies as ``val_<metric>``."""
+    from hf_alm.evaluation.zste import evaluate_zste
+
+    def val_fn(model) -> dict:
+        r = evaluate_zste(model, processor, data.zste_input("val"), batch_size=batch_size, sampling_rate=sampling_rate,
+                          class_names=data.class_names, num_distractors=num_distractors, seed=seed)
+        return {"val_score": validation_score(r), **{f"val_{k}": float(r[k]) for k in SELECTION_METRICS if k in r}}
+
+    return val_fn
+
+
+def step_budget(steps: int, rounds: int, *, batch_size: int, world_size: int = 1, accumulation: int = 1) -> dict:
+    """How a stage of ``steps`` optimizer steps is run as ``rounds`` validation rounds: ``num_epochs`` (= rounds),
+    ``items_per_round`` (items of one round over all processes) and the resulting ``total_steps`` (``steps`` rounded
+    up to a whole number of rounds)."""
+    for name, v in (("steps", steps), ("rounds", rounds), ("batch_size", batch_size), ("world_size", world_size),
+                    ("accumulation", accumulation)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a positive integer; got {v!r}")
+    rounds = min(int(rounds), int(steps))
+    per_round = math.ceil(steps / rounds)
+    return {"num_epochs": rounds, "items_per_round": per_round * batch_size * world_size * accumulation,
+            "steps_per_round": per_round, "total_steps": per_round * rounds}
+
+
+def keep_best_round(model, result, stage_dir) -> dict | None:
+    """After a stage's ``fit`` with a validation ``eval_fn``: the round with the highest ``val_score`` (the earliest on
+    ties). When it is not the last round its weights are loaded from its checkpoint
+    (``stage_dir/epoch_<k>/model.safetensors``) into ``model``. Returns what was kept (round, step, score), or
+    ``None`` when the rounds carry no validation score."""
+    from pathlib import Path
+
+    scored = [m for m in result.epoch_metrics if "val_score" in m]
+    if not scored:
+        return None
+    best = max(scored, key=lambda m: (m["val_score"], -m["epoch"]))
+    last = scored[-1]
+    steps = {}
+    for rec in result.history:
+        steps[rec["epoch"]] = rec["step"]
+    kept = {"round": int(best["epoch"]) + 1, "rounds": len(scored), "step": steps.get(best["epoch"]),
+            "total_steps": steps.get(last["epoch"]), "val_score": best["val_score"],
+            **{k: v for k, v in best.items() if k.startswith("val_") and k != "val_score"}}
+    if best["epoch"] != last["epoch"]:
+        from safetensors.torch import load_model
+
+        path = Path(stage_dir) / f"epoch_{best['epoch']}" / "model.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"the best validation round's checkpoint is missing: {path}")
+        load_model(getattr(model, "module", model), str(path))
+    return kept
+
+
+def summarize_seeds(eval_results: dict, out_path) -> str:
+    """Mean and sd over seeds of the test metrics of several runs (``{seed: path to eval_results.json}``): each
+    verdict metric before (first stage) and after (last stage) and its change in points. Writes the summary as JSON
+    to ``out_path`` (atomically) and returns it as a table."""
+    import json
+    from pathlib import Path
+
+    from hf_alm.evaluation.zste import VERDICT_METRICS
+    from hf_alm.utils import atomic_write_text
+
+    rows: dict = {}
+    for seed, path in eval_results.items():
+        payload = json.loads(Path(path).read_text())
+        first, last = payload["summary"]["compared"]
+        for m in VERDICT_METRICS:
+            if m in payload[first] and m in payload[last]:
+                before, after = 100 * payload[first][m], 100 * payload[last][m]
+                for key, v in ((f"{m} before", before), (f"{m} after", after), (f"{m} change", after - before)):
+                    rows.setdefault(key, {})[int(seed)] = v
+    stats = {k: {"per_seed": v, "mean": float(np.mean(list(v.values()))),
+                 "sd": float(np.std(list(v.values()), ddof=1)) if len(v) > 1 else 0.0} for k, v in rows.items()}
+    seeds = sorted(int(s) for s in eval_results)
+    atomic_write_text(out_path, json.dumps({"seeds": seeds, "metrics": stats}, indent=2) + "\n")
+    width = max(len(k) for k in stats) if stats else 10
+    lines = [f"test metrics over seeds {', '.join(map(str, seeds))} (%, mean +- sd)"]
+    lines += [f"{k.ljust(width)}  {v['mean']:6.1f} +- {v['sd']:4.1f}   ("
+              + ", ".join(f"{x:.1f}" for x in v["per_seed"].values()) + ")" for k, v in stats.items()]
+    return "\n".join(lines)
