@@ -7,8 +7,10 @@ configurable, documented **TeminAL-style** implementation; every choice below is
 
 Data (all from one single-event labelled dataset, e.g. the synthetic corpus or ESC-10/50):
 
-* the *source clips* are split into train / eval with :func:`hf_alm.data.compositions.split_sources` (whole ESC
-  folds when the dataset has folds), so every evaluation composition is made of clips never heard in training;
+* the *source clips* are split into train / validation / test with :func:`hf_alm.data.splits.split_train_val_test`
+  (test: whole ESC folds nearest to ``eval_fraction``, or stratified per class when the folds are too uneven;
+  validation: stratified, ``val_fraction``), so every test composition is made of clips never heard in training
+  nor used to choose a checkpoint; a split that leaves a class fewer than 2 training clips is refused;
 * each source clip is cut to its loudest window of ``event_seconds`` (default: half of the model's input window minus
   the largest gap), so two events and a gap always fit in the window and nothing is cropped away;
 * compositions are rendered on the fly with the data layer's :func:`~hf_alm.data.compositions.concat_events` ("A
@@ -37,8 +39,15 @@ Stages (each one call of :func:`hf_alm.training.loop.fit`):
     inverted and overlapped data, and a modified InfoNCE that upweights temporal relations; TACT's form is our
     reading, UNVERIFIED for TeminAL.)
 
-Everything is deterministic by seed (item lists are drawn once per stage; no augmentation draws at batch time), so a
-resumed run sees exactly the batches of an uninterrupted one.
+Stage lengths are step budgets by default (the recipe's ``--<stage>_steps``): a stage of ``S`` optimizer steps runs
+as ``rounds`` rounds (:class:`StageItems`, :func:`step_budget`), each drawing fresh items from the pair space and
+followed by a ZSTE on the validation side; the round with the best :func:`validation_score` is kept
+(:func:`keep_best_round`). Epoch mode (``base_items`` / ``stage_a_items`` / ``stage_b_units``: item lists sized by
+the number of training clips) stays available. Epochs counted in source clips gave a 193-clip dataset 48 base and 80
+stage-B steps and left it at chance; a budget in steps is the same for 100 or 100,000 clips.
+
+Everything is deterministic by seed (an item is a function of the seed, stage, round and index; no augmentation
+draws at batch time), so a resumed run sees exactly the batches of an uninterrupted one.
 
 Order needs an order-aware clip vector (measured 2026-11-25, synthetic corpus, 2 CPU threads). With the HTSAT tower
 and its mean pooling, ZSTE order accuracy stayed at 49-51 % in seven settings (stage-B learning rate 3e-4 / 1e-3, 2-4
