@@ -58,8 +58,10 @@ def test_converted_folder_layout(converted):
         assert {"config.json", "model.safetensors", "preprocessor_config.json", "configuration_beats.py",
                 "modeling_beats.py", "feature_extraction_beats.py"} <= files, (name, files)
         cfg = json.loads((path / "config.json").read_text())
-        assert cfg["model_type"] == "hf_alm_beats"
-        assert cfg["auto_map"]["AutoConfig"] == "configuration_beats.BeatsConfig"
+        # the tokenizer has its own model_type, so that AutoModel gives the tokenizer with and without hf-alm
+        config_cls = "BeatsTokenizerConfig" if NAMES[name] == "tokenizer" else "BeatsConfig"
+        assert cfg["model_type"] == ("hf_alm_beats_tokenizer" if NAMES[name] == "tokenizer" else "hf_alm_beats")
+        assert cfg["auto_map"]["AutoConfig"] == f"configuration_beats.{config_cls}"
         pre = json.loads((path / "preprocessor_config.json").read_text())
         assert pre["auto_map"]["AutoFeatureExtractor"] == "feature_extraction_beats.BeatsFeatureExtractor"
     cfg = json.loads((converted["beats_dev_finetuned"] / "config.json").read_text())
@@ -210,7 +212,8 @@ def test_default_conversion_is_time_aligned_and_matches_the_original_without_pad
         out = model(**fe(io["waveform"], sampling_rate=16000, return_tensors="pt"))
     torch.testing.assert_close(out.last_hidden_state, io["features_nopad"], **ATOL_HIDDEN)
     io = _io(beats_reference_path, "tokenizer_dev")
-    tok = BeatsAcousticTokenizer.from_pretrained(converted_default["tokenizer_dev"])
+    tok = AutoModel.from_pretrained(converted_default["tokenizer_dev"])
+    assert type(tok) is BeatsAcousticTokenizer
     labels = tok.extract_labels(**fe(io["waveform"], sampling_rate=16000, return_tensors="pt"))
     assert torch.equal(labels.flatten(), io["labels_nopad"])
 

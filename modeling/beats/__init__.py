@@ -2,7 +2,8 @@
 """BEATs (Chen et al., ICML 2023) as transformers models: config, feature extractor, encoder, classifier, tokenizers and
 masked-audio-modelling pre-training. Self-contained (torch + transformers + numpy) so the folder ships as remote code."""
 
-from .configuration_beats import PADDING_MODES, BeatsConfig, tiny_beats_config
+from .configuration_beats import (PADDING_MODES, BeatsConfig, BeatsRandomProjectionConfig, BeatsTokenizerConfig,
+                                  tiny_beats_config)
 from .feature_extraction_beats import BeatsFeatureExtractor, frame_padding_mask, kaldi_fbank, kaldi_mel_banks
 from .modeling_beats import (
     BeatsAcousticTokenizer,
@@ -23,6 +24,8 @@ from .modeling_beats import (
 __all__ = [
     "PADDING_MODES",
     "BeatsConfig",
+    "BeatsTokenizerConfig",
+    "BeatsRandomProjectionConfig",
     "tiny_beats_config",
     "BeatsFeatureExtractor",
     "frame_padding_mask",

@@ -169,6 +169,14 @@ class BeatsConfig(PreTrainedConfig):
         """
         if "padding_mode" not in config_dict and "padding_mode" not in kwargs:
             config_dict = {**config_dict, "padding_mode": LEGACY_PADDING_MODE}
+        if cls is BeatsConfig and config_dict.get("model_type", cls.model_type) == cls.model_type:
+            # a tokenizer folder saved before the tokenizers had their own model_type ("hf_alm_beats" with the
+            # tokenizer as its architecture): read it with the tokenizer's config class, so that AutoModel gives the
+            # tokenizer (as that folder's own remote code does) instead of the bare encoder
+            legacy = _LEGACY_TOKENIZER_CONFIGS.get(tuple(config_dict.get("architectures") or ()))
+            if legacy is not None:
+                return globals()[legacy].from_dict({**config_dict, "model_type": globals()[legacy].model_type},
+                                                   **kwargs)
         return super().from_dict(config_dict, **kwargs)
 
     def to_diff_dict(self) -> dict:
@@ -225,6 +233,30 @@ def tiny_beats_config(**kwargs) -> BeatsConfig:
     return BeatsConfig(**values)
 
 
-BeatsConfig.register_for_auto_class()
+class BeatsTokenizerConfig(BeatsConfig):
+    r"""Configuration of :class:`BeatsAcousticTokenizer`: the fields of :class:`BeatsConfig` (encoder and ``quant_*``)
+    under the tokenizer's own ``model_type``, so that ``AutoModel`` gives the tokenizer both with hf-alm installed and
+    through remote code (a folder of model_type ``hf_alm_beats`` is an encoder, whose ``AutoModel`` is
+    :class:`BeatsModel`)."""
 
-__all__ = ["BeatsConfig", "tiny_beats_config", "PADDING_MODES", "DEFAULT_PADDING_MODE", "LEGACY_PADDING_MODE"]
+    model_type = "hf_alm_beats_tokenizer"
+
+
+class BeatsRandomProjectionConfig(BeatsConfig):
+    r"""Configuration of :class:`BeatsRandomProjectionTokenizer` (iteration 1's frozen random-projection tokenizer):
+    the fields of :class:`BeatsConfig` under its own ``model_type``, for the same reason as
+    :class:`BeatsTokenizerConfig`."""
+
+    model_type = "hf_alm_beats_random_projection"
+
+
+# architectures of tokenizer folders saved with model_type "hf_alm_beats" -> the config class they load with now
+_LEGACY_TOKENIZER_CONFIGS = {("BeatsAcousticTokenizer",): "BeatsTokenizerConfig",
+                             ("BeatsRandomProjectionTokenizer",): "BeatsRandomProjectionConfig"}
+
+
+BeatsConfig.register_for_auto_class()
+BeatsTokenizerConfig.register_for_auto_class()
+BeatsRandomProjectionConfig.register_for_auto_class()
+
+__all__ = ["BeatsConfig", "BeatsTokenizerConfig", "BeatsRandomProjectionConfig", "tiny_beats_config", "PADDING_MODES", "DEFAULT_PADDING_MODE", "LEGACY_PADDING_MODE"]

@@ -24,7 +24,7 @@ from transformers import initialization as init
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
-from .configuration_beats import BeatsConfig
+from .configuration_beats import BeatsConfig, BeatsRandomProjectionConfig, BeatsTokenizerConfig
 
 logger = logging.get_logger(__name__)
 
@@ -425,7 +425,8 @@ class BeatsPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, with every Auto class of the model type in ``auto_map`` (the saved
         class keeps its own entry: a tokenizer folder's ``AutoModel`` stays the tokenizer)."""
-        if getattr(type(self), "_auto_class", None) is not None:
+        if getattr(type(self), "_auto_class", None) is not None and self.config.model_type == BeatsConfig.model_type:
+            # (a tokenizer has its own model_type, whose only Auto class is AutoModel)
             module = type(self).__module__.rsplit(".", 1)[-1]
             auto_map = dict(getattr(self.config, "auto_map", None) or {})
             for auto_name, class_name in AUTO_CLASS_NAMES.items():
@@ -748,12 +749,28 @@ class _AudioTokenizerSaveMixin:
         return result
 
 
+def _as_config(config: BeatsConfig, cls: type) -> BeatsConfig:
+    """``config`` as an instance of the subclass ``cls`` (same values), e.g. a tokenizer built from a BeatsConfig."""
+    if isinstance(config, cls):
+        return config
+    values = config.to_dict()
+    values["model_type"] = cls.model_type
+    return cls.from_dict(values)
+
+
 class BeatsAcousticTokenizer(_AudioTokenizerSaveMixin, BeatsPreTrainedModel):
     """BEATs acoustic tokenizer: the BEATs encoder, ``quantize_layer`` (Linear -> Tanh -> Linear to ``quant_dim``) and
     a :class:`BeatsVectorQuantizer` with ``quant_n`` codes. :meth:`extract_labels` gives the discrete labels that the
-    next BEATs iteration learns to predict."""
+    next BEATs iteration learns to predict.
+
+    Its config is a :class:`BeatsTokenizerConfig` (``model_type`` ``hf_alm_beats_tokenizer``; a plain
+    :class:`BeatsConfig` is accepted and converted), so ``AutoModel`` loads a saved tokenizer as the tokenizer."""
+
+    config: BeatsTokenizerConfig
+    config_class = BeatsTokenizerConfig
 
     def __init__(self, config: BeatsConfig):
+        config = _as_config(config, BeatsTokenizerConfig)
         super().__init__(config)
         self.beats = BeatsModel(config)
         dim = config.encoder_embed_dim
@@ -793,10 +810,15 @@ class BeatsRandomProjectionTokenizer(_AudioTokenizerSaveMixin, BeatsPreTrainedMo
     matrix ``W`` ``(256, quant_dim)`` and assigned to its nearest row of a fixed random codebook ``(quant_n,
     quant_dim)``: ``label = argmin_i ||v_i - l2norm(W x)||^2`` with unit-norm rows ``v_i``. ``W`` and the codebook are
     drawn from ``config.random_projection_seed`` and saved with the model (frozen), so a saved tokenizer reloads identically.
-    Nothing is trained.
+    Nothing is trained. Its config is a :class:`BeatsRandomProjectionConfig` (own ``model_type``; a plain
+    :class:`BeatsConfig` is accepted and converted).
     """
 
+    config: BeatsRandomProjectionConfig
+    config_class = BeatsRandomProjectionConfig
+
     def __init__(self, config: BeatsConfig):
+        config = _as_config(config, BeatsRandomProjectionConfig)
         super().__init__(config)
         patch_dim = config.input_patch_size**2
         # frozen parameters (not buffers) so that the usual PreTrainedModel machinery (dtype, device) applies
