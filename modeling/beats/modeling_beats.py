@@ -69,6 +69,32 @@ class BeatsAudioClassifierOutput(ModelOutput):
 
 
 @dataclass
+class BeatsLongAudioOutput(ModelOutput):
+    """Output of :meth:`BeatsForAudioClassification.predict_long` (sliding-window inference on one long clip).
+
+    Times are in seconds and give the audio span of the fbank frames involved (frame ``k`` covers
+    ``[k * shift, k * shift + length)``, 10 ms / 25 ms); the last ``T mod 16`` frames, which no patch covers, belong to
+    no window (the plain forward drops them too).
+
+    Args:
+        logits: ``(num_labels,)`` clip-level logits pooled over the windows (``pooling``: mean or max of
+            ``window_logits``), pre-sigmoid / pre-softmax like the model's.
+        window_logits: ``(W, num_labels)`` each window's pooled logits (exactly the model's ``logits`` on that window).
+        window_times: ``(W, 2)`` start and end of each window.
+        frame_logits: ``(F, num_labels)`` per patch time column (16 frames, 160 ms apart) over the whole clip: the
+            column's per-patch logits averaged over its 8 frequency patches and over the windows that cover it.
+            ``None`` unless ``output_frame_logits``.
+        frame_times: ``(F, 2)`` start and end of each column's frames (``None`` unless ``output_frame_logits``).
+    """
+
+    logits: torch.FloatTensor | None = None
+    window_logits: torch.FloatTensor | None = None
+    window_times: torch.FloatTensor | None = None
+    frame_logits: torch.FloatTensor | None = None
+    frame_times: torch.FloatTensor | None = None
+
+
+@dataclass
 class BeatsTokenizerOutput(ModelOutput):
     """Output of :class:`BeatsAcousticTokenizer` and :class:`BeatsRandomProjectionTokenizer`.
 
@@ -611,6 +637,112 @@ class BeatsForAudioClassification(BeatsPreTrainedModel):
                                          padding_mask=outputs.padding_mask)
         return out if return_dict else out.to_tuple()
 
+    @torch.no_grad()
+    def predict_long(self, waveform, feature_extractor=None, *, sampling_rate: int = 16000, window_seconds: float = 10.0,
+                     hop_seconds: float = 5.0, batch_size: int = 4, pooling: str = "mean",
+                     output_frame_logits: bool = True,
+                     progress: Callable[[int, int], None] | None = None) -> BeatsLongAudioOutput:
+        r"""Sliding-window inference on one long clip, with memory linear in its duration.
+
+        The clip is cut into windows of ``window_seconds`` (the training length; 10 s for the AudioSet models) every
+        ``hop_seconds`` (both rounded down to whole patch columns of 160 ms so that the windows share one patch grid;
+        the last window is aligned to the end of the clip). Each window's fbank is computed from its own samples
+        (Kaldi frames are independent, so this equals slicing the whole clip's fbank) and ``batch_size`` windows go
+        through the model at once, so attention memory depends on the window, not on the clip. A clip no longer than
+        one window is a single window: exactly the plain forward.
+
+        Args:
+            waveform: 1-D float audio in [-1, 1] at ``sampling_rate`` (numpy array or tensor).
+            feature_extractor: a :class:`BeatsFeatureExtractor` (default: one built from this config).
+            window_seconds, hop_seconds: window length and step (``hop_seconds <= window_seconds``).
+            batch_size: windows per forward pass.
+            pooling: clip-level pooling of the window logits, ``"mean"`` or ``"max"``.
+            output_frame_logits: also stitch the per-column logits of the windows into one timeline.
+            progress: called as ``progress(windows_done, windows_total)`` after every batch (e.g. a tqdm update).
+
+        Returns:
+            :class:`BeatsLongAudioOutput` (on the CPU, float32).
+        """
+        from .feature_extraction_beats import BeatsFeatureExtractor
+
+        config = self.config
+        if pooling not in ("mean", "max"):
+            raise ValueError(f"pooling must be 'mean' or 'max', got {pooling!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        fe = feature_extractor or BeatsFeatureExtractor(feature_size=config.num_mel_bins, fbank_mean=config.fbank_mean,
+                                                        fbank_std=config.fbank_std)
+        if int(sampling_rate) != fe.sampling_rate:
+            raise ValueError(f"BEATs expects audio sampled at {fe.sampling_rate} Hz, got sampling_rate={sampling_rate}; "
+                             f"resample it first")
+        wave = torch.as_tensor(waveform).detach().cpu()
+        if wave.dim() != 1 or not wave.is_floating_point():
+            raise ValueError(f"waveform must be 1-D float audio (samples,), got shape {tuple(wave.shape)} and dtype "
+                             f"{wave.dtype}")
+        wave = wave.to(torch.float32)
+        for block in wave.split(1 << 20):  # in blocks: a whole-clip isfinite would cost ~1.7x the audio's memory
+            if not bool(torch.isfinite(block).all()):
+                raise ValueError("waveform has NaN or Inf samples")
+        rate = fe.sampling_rate
+        shift = int(round(rate * fe.frame_shift_ms / 1000.0))
+        length = int(round(rate * fe.frame_length_ms / 1000.0))
+        size = config.input_patch_size
+        num_frames = 0 if wave.numel() < length else 1 + (wave.numel() - length) // shift
+        if num_frames < size:
+            raise ValueError(f"audio of {wave.numel()} samples ({wave.numel() / rate:.3f} s) gives {num_frames} fbank "
+                             f"frames, fewer than one patch ({size} frames)")
+        frames_per_second = rate / shift
+        window = max(size, int(window_seconds * frames_per_second + 1e-6) // size * size)
+        hop = int(hop_seconds * frames_per_second + 1e-6) // size * size
+        if not 0 < hop <= window:
+            raise ValueError(f"hop_seconds must be positive (at least one patch column, {size / frames_per_second:g} "
+                             f"s) and at most window_seconds ({window_seconds}); got {hop_seconds}")
+        if num_frames <= window:  # one window: the plain forward on the whole clip
+            starts, window = [0], num_frames
+        else:
+            last = (num_frames - window) // size * size
+            starts = list(range(0, last, hop)) + [last]
+        columns_per_window = window // size
+        num_labels = config.num_labels
+        device = self.classifier.weight.device
+        window_logits = torch.empty(len(starts), num_labels)
+        total_columns = num_frames // size
+        if output_frame_logits:
+            column_sum = torch.zeros(total_columns, num_labels, dtype=torch.float64)
+            column_count = torch.zeros(total_columns, 1, dtype=torch.float64)
+        was_training = self.training
+        self.eval()
+        try:
+            span = (window - 1) * shift + length  # samples of one window
+            for first in range(0, len(starts), int(batch_size)):
+                chunk = starts[first: first + int(batch_size)]
+                audio = torch.stack([wave[s * shift: s * shift + span] for s in chunk])
+                features = fe.extract(audio).to(device)
+                out = self(input_values=features, return_dict=True)
+                window_logits[first: first + len(chunk)] = out.logits.float().cpu()
+                if output_frame_logits:
+                    cols = out.frame_logits.float().cpu()[:, : columns_per_window * config.num_patch_columns]
+                    cols = cols.reshape(len(chunk), columns_per_window, config.num_patch_columns, num_labels).mean(2)
+                    for s, c in zip(chunk, cols):
+                        column_sum[s // size: s // size + columns_per_window] += c.double()
+                        column_count[s // size: s // size + columns_per_window] += 1
+                if progress is not None:
+                    progress(first + len(chunk), len(starts))
+        finally:
+            self.train(was_training)
+        starts_t = torch.tensor(starts, dtype=torch.float64)
+        used = columns_per_window * size  # frames the patches cover (a lone window may have up to 15 more)
+        window_times = torch.stack([starts_t * shift / rate, ((starts_t + used - 1) * shift + length) / rate], -1)
+        logits = window_logits.mean(0) if pooling == "mean" else window_logits.max(0).values
+        frame_logits = frame_times = None
+        if output_frame_logits:
+            frame_logits = (column_sum / column_count.clamp(min=1)).float()
+            first_frames = torch.arange(total_columns, dtype=torch.float64) * size
+            frame_times = torch.stack([first_frames * shift / rate,
+                                       ((first_frames + size - 1) * shift + length) / rate], -1).float()
+        return BeatsLongAudioOutput(logits=logits, window_logits=window_logits, window_times=window_times.float(),
+                                    frame_logits=frame_logits, frame_times=frame_times)
+
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         problem_type = self.config.problem_type
         if problem_type is None:
@@ -968,6 +1100,7 @@ __all__ = [
     "BeatsVectorQuantizer",
     "BeatsModelOutput",
     "BeatsAudioClassifierOutput",
+    "BeatsLongAudioOutput",
     "BeatsTokenizerOutput",
     "BeatsForPreTrainingOutput",
     "masked_mean",
