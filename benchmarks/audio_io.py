@@ -7,7 +7,11 @@ Run: ``.venv/bin/python benchmarks/audio_io.py`` (defaults: 2 threads, CPU, 5 s 
     milliseconds per 5 s clip and the largest difference from torchaudio computed in float64;
 (b) batched resampling of ``--batch`` clips on ``--device`` (e.g. ``cuda``);
 (c) ``load_audio`` end to end: an Ogg Vorbis 44.1 kHz clip (ESC-10 when ``../shared`` is present, otherwise one we
-    encode) decoded and resampled to 16 kHz, vs torchcodec decoding + FFmpeg resampling, per clip.
+    encode) decoded and resampled to 16 kHz, vs torchcodec decoding + FFmpeg resampling, per clip; and 2 s of 16 kHz
+    PCM16 WAV bytes (the synthetic corpus's form) through load_audio's numpy WAV branch vs torchcodec;
+(d) with ``--hostile``: the lying-header files of tests/test_hostile_audio.py through ``load_audio`` at its default
+    limits and through the Space's ``read_clip`` (30 s), each in a fresh subprocess: peak RSS growth during the call
+    (``/proc/self/status`` VmHWM after ``clear_refs``), the whole process's peak, seconds, and the error.
 Timings are noisy on a shared machine; rerun on a quiet one before quoting them.
 """
 
@@ -63,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=32, help="clips per batch for the batched measurement")
     parser.add_argument("--device", default="cpu", help="device for the batched measurement (cpu, cuda, ...)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    parser.add_argument("--hostile", action="store_true",
+                        help="also measure peak memory and time of the lying-header files (library and Space)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -123,9 +129,83 @@ def main(argv=None) -> int:
                        "torchcodec_decode_only_ms": 1e3 * decode}
     print(f"(c) {clip.name} -> 16 kHz mono: load_audio {1e3 * ours:.2f} ms, torchcodec+FFmpeg resampling "
           f"{1e3 * ffmpeg:.2f} ms, decoding alone {1e3 * decode:.2f} ms")
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.random.default_rng(0).uniform(-0.5, 0.5, 32000), 16000, format="WAV", subtype="PCM_16")
+    wav = {"bytes": buf.getvalue(), "path": None}
+    ours = _timeit(lambda: load_audio(wav, 16000), max(args.repeats, 50))
+    codec = _timeit(lambda: AudioDecoder(wav["bytes"]).get_all_samples(), args.repeats)
+    results["load"].update({"wav_branch_ms": 1e3 * ours, "wav_torchcodec_ms": 1e3 * codec})
+    print(f"    2 s PCM16 WAV bytes -> 16 kHz: load_audio's WAV branch {1e3 * ours:.3f} ms, torchcodec decoding alone "
+          f"{1e3 * codec:.2f} ms")
+    if args.hostile:
+        results["hostile"] = _hostile()
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+_HOSTILE_CHILD = r"""
+import ctypes, gc, importlib.util, json, sys, time
+import hf_alm.data.audio as audio
+kind, path, app_path, warmup = sys.argv[1:5]
+if kind == "space":
+    spec = importlib.util.spec_from_file_location("space_app", app_path)
+    app = importlib.util.module_from_spec(spec); sys.modules["space_app"] = app; spec.loader.exec_module(app)
+    call = lambda: app.read_clip(path, 16000, max_seconds=30.0)
+else:
+    call = lambda: audio.load_audio(path, 16000)
+audio.load_audio(warmup, 16000)
+def status():
+    return {k: int(v.split()[0]) / 1024 for k, _, v in (l.partition(":") for l in open("/proc/self/status"))
+            if k in ("VmRSS", "VmHWM")}
+gc.collect(); ctypes.CDLL("libc.so.6").malloc_trim(0)
+open("/proc/self/clear_refs", "w").write("5")
+before = status()["VmRSS"]
+start = time.perf_counter()
+try:
+    call(); error = message = None
+except Exception as err:
+    error, message = type(err).__name__, str(err)
+seconds = time.perf_counter() - start
+after = status()
+print("RESULT " + json.dumps({"error": error, "message": message, "seconds": seconds, "rss_before_mb": before,
+                              "peak_rss_mb": after["VmHWM"], "peak_growth_mb": after["VmHWM"] - before}))
+"""
+
+
+def _hostile() -> list[dict]:
+    import subprocess
+
+    import numpy as np
+    import soundfile as sf
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tests"))
+    from test_hostile_audio import lying_files
+
+    folder = Path(tempfile.mkdtemp())
+    paths = lying_files(folder)
+    warmup = folder / "warmup.wav"
+    sf.write(warmup, np.zeros(800), 8000)
+    rows = []
+    print("(d) lying-header files, one fresh subprocess per call: peak RSS growth during the call / whole process")
+    for name, path in paths.items():
+        for kind in ("library", "space"):
+            out = subprocess.run([sys.executable, "-c", _HOSTILE_CHILD, kind, str(path),
+                                  str(root / "spaces" / "hf-alm-demo" / "app.py"), str(warmup)],
+                                 capture_output=True, text=True, cwd=root)
+            lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+            row = {"file": path.name, "bytes": path.stat().st_size, "kind": kind}
+            row.update(json.loads(lines[-1][7:]) if lines else {"error": "crashed", "message": out.stderr[-500:]})
+            rows.append(row)
+            print(f"{kind:8s} {path.name:36s} {row['bytes'] / 1e3:7.0f} KB  +{row.get('peak_growth_mb', 0):6.0f} MB "
+                  f"(process {row.get('peak_rss_mb', 0):5.0f} MB)  {row.get('seconds', 0):5.2f} s  {row['error']}")
+    return rows
 
 
 if __name__ == "__main__":

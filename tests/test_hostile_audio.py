@@ -346,6 +346,11 @@ def test_pad_batch_refuses_integer_range_floats_and_non_positive_lengths():
     for bad in (-1, 0, np.int64(-1)):
         with pytest.raises(AudioInputError, match=r"^max_length must be a positive integer, got"):
             pad_batch([np.ones(5, np.float32)], max_length=bad)
+    # a string is a Sequence, but not of clips (the fuzz module found 'unsupported audio source of type str')
+    with pytest.raises(AudioInputError, match=r"^pad_batch expects a list of 1-D clips, got str$"):
+        pad_batch("abc")
+    with pytest.raises(AudioInputError, match=r"^clip 1: unsupported audio source of type str$"):
+        pad_batch([np.zeros(3, np.float32), "a"])
 
 
 def test_absurd_rates_are_refused_before_any_filter_is_built():

@@ -553,8 +553,13 @@ def _bounded_samples(decoder: Any, what: str, limits: _Limits) -> tuple[torch.Te
         raise limits.too_long(what, rate, channels, which, frames=declared)  # refused from its header, undecoded
     stop = None if limit is None else (limit + 1) / rate
     hint = f" (a {codec} stream that cannot be decoded to its end is truncated or corrupt)" if codec else ""
+    def read(dec):
+        ranged = getattr(dec, "get_samples_played_in_range", None)
+        # a decoder-like object without ranges (not torchcodec's) is read whole, then held to the same limits
+        return ranged(0.0, stop) if callable(ranged) else dec.get_all_samples()
+
     try:
-        samples = decoder.get_samples_played_in_range(0.0, stop)
+        samples = read(decoder)
     except Exception as err:  # torchcodec raises RuntimeError with FFmpeg's message
         # A torchcodec decoder that was already read may fail to seek back to the start (seen with FLAC files that
         # have no seek table). A decoder made by ``datasets`` remembers its source: read it again with a fresh one.
@@ -562,7 +567,7 @@ def _bounded_samples(decoder: Any, what: str, limits: _Limits) -> tuple[torch.Te
         if fresh is None:
             raise _decode_error(what, err, hint) from err
         try:
-            samples = fresh.get_samples_played_in_range(0.0, stop)
+            samples = read(fresh)
         except Exception as err2:
             raise _decode_error(what, err2, hint) from err2
     data = samples.data
@@ -1037,7 +1042,7 @@ def pad_batch(
     Returns:
         ``(waveforms, attention_mask)``: ``(B, T)`` float32 and ``(B, T)`` bool, ``True`` on real samples.
     """
-    if isinstance(clips, (torch.Tensor, np.ndarray)) or not isinstance(clips, Sequence):
+    if isinstance(clips, (torch.Tensor, np.ndarray, str, bytes, bytearray)) or not isinstance(clips, Sequence):
         raise AudioInputError(
             f"pad_batch expects a list of 1-D clips, got {type(clips).__name__}"
             + (f" of shape {tuple(clips.shape)}" if hasattr(clips, "shape") else "")
@@ -1050,7 +1055,10 @@ def pad_batch(
         max_length = int(max_length)
     tensors = []
     for i, clip in enumerate(clips):
-        t = clip if isinstance(clip, torch.Tensor) else _as_tensor(clip)
+        try:
+            t = clip if isinstance(clip, torch.Tensor) else _as_tensor(clip)
+        except AudioInputError as err:
+            raise AudioInputError(f"clip {i}: {err}") from None
         if t.ndim != 1:
             raise AudioInputError(f"clip {i} must be 1-D (samples,), got shape {tuple(t.shape)}")
         if not t.is_floating_point():
