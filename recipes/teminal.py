@@ -277,6 +277,7 @@ def run(args) -> int:
         write_zste_json,
         zste_warnings,
     )
+    from hf_alm.data.splits import SplitError
     from hf_alm.training.loop import TrainConfig, fit, make_accelerator
     from hf_alm.utils import save_pretrained_into
     from hf_alm.training.teminal import (
@@ -325,7 +326,10 @@ def run(args) -> int:
     # ---- data: held-out source clips for evaluation, in-memory training bank
     t0 = time.time()
     dataset = _load_dataset(args, sampling_rate)
-    data = prepare_teminal_data(dataset, sampling_rate=sampling_rate, config=tcfg, progress=main_proc)
+    try:
+        data = prepare_teminal_data(dataset, sampling_rate=sampling_rate, config=tcfg, progress=main_proc)
+    except SplitError as err:
+        raise SystemExit(f"--dataset {args.dataset}: {err}") from None
     accelerator.print(data.split.describe())
     accelerator.print(f"data: {len(data.train)} training clips, {len(data.val_singles)} validation clips "
                       f"({len(data.val_compositions or [])} compositions), {len(data.eval_singles)} test clips "

@@ -353,3 +353,10 @@ def test_seed_summary_is_mean_and_sd(tmp_path):
     assert stats["mean"] == pytest.approx(statistics.mean(changes))
     assert stats["sd"] == pytest.approx(statistics.stdev(changes))
     assert "order_accuracy change" in text and "30.0 +-  8.0" in text
+
+
+def test_a_dataset_too_small_to_split_is_refused_before_training(tmp_path):
+    with pytest.raises(SystemExit, match=r"--dataset synthetic: refusing this split \(\d+ train / 0 validation / 0 "
+                                         r"test of \d+ clips\): no clip can be held out for testing"):
+        _recipe().main([*TINY, "--num_per_class", "2", "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out" / "model.safetensors").exists()
