@@ -8,6 +8,18 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+try:  # hypothesis profiles for tests/test_fuzz_inputs.py: "ci" by default, `--hypothesis-profile long` for local runs
+    from hypothesis import HealthCheck, settings
+
+    _slow = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+    settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True, database=None,
+                              suppress_health_check=_slow, print_blob=True)
+    settings.register_profile("long", max_examples=2000, deadline=None, database=None,
+                              suppress_health_check=_slow, print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # hypothesis is a dev extra
+    pass
+
 
 def _shared():
     from hf_alm.utils import shared_dir

@@ -243,7 +243,7 @@ def test_a_single_clip_shorter_than_a_frame_names_clip_length_and_minimum():
         BeatsFeatureExtractor()(np.zeros((3, 0), np.float32), sampling_rate=16000)
 
 
-def test_int16_range_float_audio_is_refused_unless_its_full_scale_is_given():
+def test_int16_range_float_audio_is_refused_unless_its_float_scale_is_given():
     """Float audio holding int16 values (peak ~30,000) was used as is: features ~90 dB too loud."""
     fe = BeatsFeatureExtractor()
     clip = _audio(8000).numpy()
@@ -252,35 +252,35 @@ def test_int16_range_float_audio_is_refused_unless_its_full_scale_is_given():
             f"clip 1 has a peak amplitude of {np.abs(pcm).max():g} (index {int(np.argmax(np.abs(pcm) > 64))} is the "
             f"first sample above 64): float audio must be in [-1, 1] and a peak above 64 means samples on another "
             f"scale (e.g. int16 PCM stored as floats); divide it by its full scale (e.g. audio / 32768) or pass "
-            f"full_scale= (e.g. full_scale=32768)")):
+            f"float_scale= (e.g. float_scale=32768)")):
         fe([clip, pcm], sampling_rate=16000)
     with pytest.raises(ValueError, match=r"^clip 2 has a peak amplitude of "):
         fe(np.stack([clip, clip, pcm]), sampling_rate=16000)  # a 2-D batch names the row
     expected = fe(clip, sampling_rate=16000, return_tensors="pt")["input_values"]
-    got = fe(pcm, sampling_rate=16000, full_scale=32768, return_tensors="pt")["input_values"]
+    got = fe(pcm, sampling_rate=16000, float_scale=32768, return_tensors="pt")["input_values"]
     torch.testing.assert_close(got, expected)
     # a loud but plausible clip (peak 4, e.g. after a gain) is not refused
     assert np.isfinite(fe(clip * 4 / np.abs(clip).max(), sampling_rate=16000)["input_values"]).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_huge_finite_amplitudes_are_refused_and_finite_with_full_scale(dtype):
+def test_huge_finite_amplitudes_are_refused_and_finite_with_float_scale(dtype):
     """1e13 gave NaN features; 3e38 (and float64 1e300, Inf once cast to float32) too."""
     fe = BeatsFeatureExtractor()
     for peak in (1e13, 3e38) + ((1e300,) if dtype == np.float64 else ()):
         audio = (_audio(4000).numpy().astype(dtype) / 0.4 * peak).astype(dtype)
         with pytest.raises(ValueError, match=r"^clip 0 has a peak amplitude of [0-9.e+]+ \(index \d+ is the first "):
             fe(audio, sampling_rate=16000)
-        out = fe(audio, sampling_rate=16000, full_scale=peak, return_tensors="pt")["input_values"]
+        out = fe(audio, sampling_rate=16000, float_scale=peak, return_tensors="pt")["input_values"]
         assert out.shape == (1, 1 + (4000 - 400) // 160, 128) and bool(torch.isfinite(out).all())
-    with pytest.raises(ValueError, match=r"more than 64 x full_scale=2; check full_scale"):
-        fe(_audio(4000).numpy() * 1000, sampling_rate=16000, full_scale=2)
+    with pytest.raises(ValueError, match=r"more than 64 x float_scale=2; check float_scale"):
+        fe(_audio(4000).numpy() * 1000, sampling_rate=16000, float_scale=2)
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "loud", True])
-def test_full_scale_must_be_a_positive_finite_number(bad):
-    with pytest.raises(ValueError, match=rf"^full_scale must be a positive finite number .*got {re.escape(repr(bad))}$"):
-        BeatsFeatureExtractor()(_audio(4000).numpy(), sampling_rate=16000, full_scale=bad)
+def test_float_scale_must_be_a_positive_finite_number(bad):
+    with pytest.raises(ValueError, match=rf"^float_scale must be a positive finite number .*got {re.escape(repr(bad))}$"):
+        BeatsFeatureExtractor()(_audio(4000).numpy(), sampling_rate=16000, float_scale=bad)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])

@@ -234,10 +234,10 @@ def test_non_finite_samples_are_rejected_with_clip_index_and_value():
     with pytest.raises(ValueError, match=r"^clip 1 has a non-finite sample \(-inf\) at index 7$"):
         fe(torch.stack([torch.from_numpy(clip), torch.from_numpy(np.where(np.arange(clip.size) == 7, -np.inf, clip))]),
            sampling_rate=SR)
-    # finite float64 samples so large that their sum overflows: refused by the peak bound, finite with full_scale
+    # finite float64 samples so large that their sum overflows: refused by the peak bound, finite with float_scale
     with pytest.raises(ValueError, match=r"^clip 0 has a peak amplitude of 1e\+305 "):
         fe(np.full(SR // 2, 1e305), sampling_rate=SR)
-    out = fe(np.full(SR // 2, 1e305), sampling_rate=SR, full_scale=1e305)["input_features"]
+    out = fe(np.full(SR // 2, 1e305), sampling_rate=SR, float_scale=1e305)["input_features"]
     assert out.shape == (1, 1, fe.num_frames, 16) and np.isfinite(out).all()
 
 
@@ -312,7 +312,7 @@ def test_a_clip_shorter_than_one_analysis_frame_names_clip_length_and_minimum(le
     assert np.isfinite(out).all() and out.max() > -100
 
 
-def test_int16_range_float_audio_is_refused_unless_its_full_scale_is_given():
+def test_int16_range_float_audio_is_refused_unless_its_float_scale_is_given():
     """Float audio holding int16 values (peak 30,000) was used as is: features of 72-85 dB instead of about -10."""
     import re
 
@@ -323,13 +323,13 @@ def test_int16_range_float_audio_is_refused_unless_its_full_scale_is_given():
     with pytest.raises(ValueError, match=re.escape(
             f"clip 1 has a peak amplitude of {np.abs(pcm).max():g} (index {first} is the first sample above 64): float "
             f"audio must be in [-1, 1] and a peak above 64 means samples on another scale (e.g. int16 PCM stored as "
-            f"floats); divide it by its full scale (e.g. audio / 32768) or pass full_scale= (e.g. full_scale=32768)")):
+            f"floats); divide it by its full scale (e.g. audio / 32768) or pass float_scale= (e.g. float_scale=32768)")):
         fe([clip, pcm.astype(np.float32)], sampling_rate=SR)
-    got = fe(pcm, sampling_rate=SR, full_scale=32768, return_tensors="pt")["input_features"]
+    got = fe(pcm, sampling_rate=SR, float_scale=32768, return_tensors="pt")["input_features"]
     expected = fe(pcm / 32768, sampling_rate=SR, return_tensors="pt")["input_features"]
     torch.testing.assert_close(got, expected)
     assert expected.max() < 0
-    with pytest.raises(ValueError, match=r"^full_scale must be a positive finite number .*got -1$"):
-        fe(clip, sampling_rate=SR, full_scale=-1)
+    with pytest.raises(ValueError, match=r"^float_scale must be a positive finite number .*got -1$"):
+        fe(clip, sampling_rate=SR, float_scale=-1)
     with pytest.raises(ValueError, match=r"^max_length must be a positive whole number of samples, got -1$"):
         fe(clip, sampling_rate=SR, max_length=-1)

@@ -766,7 +766,7 @@ def test_hostile_clip_shorter_than_one_frame_names_clip_length_and_minimum(lengt
     assert np.isfinite(out).all() and np.ptp(out) > 0  # one frame is enough, and not constant
 
 
-def test_hostile_int16_range_or_huge_float_audio_is_refused_unless_its_full_scale_is_given():
+def test_hostile_int16_range_or_huge_float_audio_is_refused_unless_its_float_scale_is_given():
     fe = FE()
     clip = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
     for peak in (30000.0, 1e13, 1e300):
@@ -775,13 +775,13 @@ def test_hostile_int16_range_or_huge_float_audio_is_refused_unless_its_full_scal
         with pytest.raises(ValueError, match=re.escape(
                 f"clip 1 has a peak amplitude of {np.abs(loud).max():g} (index {first} is the first sample above 64): "
                 f"float audio must be in [-1, 1] and a peak above 64 means samples on another scale (e.g. int16 PCM "
-                f"stored as floats); divide it by its full scale (e.g. audio / 32768) or pass full_scale= (e.g. "
-                f"full_scale=32768)")):
+                f"stored as floats); divide it by its full scale (e.g. audio / 32768) or pass float_scale= (e.g. "
+                f"float_scale=32768)")):
             fe([clip, loud], sampling_rate=16000)
-        got = fe(loud, sampling_rate=16000, full_scale=peak / 0.5)["input_values"]
+        got = fe(loud, sampling_rate=16000, float_scale=peak / 0.5)["input_values"]
         np.testing.assert_allclose(got, fe(clip, sampling_rate=16000)["input_values"], atol=1e-4)
-    with pytest.raises(ValueError, match=r"more than 64 x full_scale=2; check full_scale"):
-        fe(clip * 1000, sampling_rate=16000, full_scale=2)
+    with pytest.raises(ValueError, match=r"more than 64 x float_scale=2; check float_scale"):
+        fe(clip * 1000, sampling_rate=16000, float_scale=2)
     for bad in (0, float("nan"), "x", True):
-        with pytest.raises(ValueError, match=rf"^full_scale must be a positive finite number .*got {re.escape(repr(bad))}$"):
-            fe(clip, sampling_rate=16000, full_scale=bad)
+        with pytest.raises(ValueError, match=rf"^float_scale must be a positive finite number .*got {re.escape(repr(bad))}$"):
+            fe(clip, sampling_rate=16000, float_scale=bad)

@@ -33,7 +33,7 @@ logger = logging.get_logger(__name__)
 
 PADDING_MODES = ("reference", "time_aligned")
 # Float audio is expected in [-1, 1]; a peak above this bound (+36 dBFS) is not a loud clip but samples on another
-# scale (int16 PCM stored as floats peaks near 32768) and is refused unless the caller says the scale (`full_scale=`).
+# scale (int16 PCM stored as floats peaks near 32768) and is refused unless the caller says the scale (`float_scale=`).
 # The same bound and rule in every hf-alm feature extractor; it also keeps every output finite.
 MAX_PEAK = 64.0
 
@@ -56,26 +56,27 @@ def _check_batch_shape(shape, min_samples: int) -> None:
                          f"rows of {shape[1]} samples are shorter than one analysis frame ({min_samples} samples)")
 
 
-def _check_full_scale(full_scale) -> float:
-    """``full_scale`` (the sample value of a full-scale signal) as a positive finite float."""
+def _check_float_scale(float_scale) -> float:
+    """``float_scale`` (the sample value of a full-scale signal) as a positive finite float."""
     try:
-        value = float(full_scale)
+        value = float(float_scale)
     except (TypeError, ValueError):
         value = float("nan")
-    if isinstance(full_scale, bool) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"full_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
-                         f"for int16-range floats), got {full_scale!r}")
+    if isinstance(float_scale, bool) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"float_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
+                         f"for int16-range floats), got {float_scale!r}")
     return value
 
 
-def _check_amplitude(waves: torch.Tensor, full_scale: float = 1.0, first_clip: int = 0) -> None:
-    """NaN / Inf samples, or a peak above ``MAX_PEAK * full_scale``: an error naming the clip, the sample and its value.
+def _check_amplitude(waves: torch.Tensor, float_scale: float = 1.0, first_clip: int = 0) -> None:
+    """NaN / Inf samples, or a peak above ``MAX_PEAK * float_scale``: an error naming the clip, the sample and its
+    value.
 
     ``waves`` is one clip ``(N,)`` (named ``clip first_clip``) or a batch ``(B, N)``. One reduction on the happy path
     (``aminmax`` propagates NaN)."""
     low, high = torch.aminmax(waves)
     peak = max(-float(low), float(high))
-    bound = MAX_PEAK * full_scale
+    bound = MAX_PEAK * float_scale
     if peak <= bound:  # False for NaN
         return
     rows = waves.reshape(-1, waves.shape[-1])
@@ -86,13 +87,14 @@ def _check_amplitude(waves: torch.Tensor, full_scale: float = 1.0, first_clip: i
                          f"{sample}")
     clip, sample = (int(v) for v in (rows.abs() > bound).nonzero()[0])
     clip_peak = float(rows[clip].abs().max())
-    if full_scale == 1.0:
+    if float_scale == 1.0:
         raise ValueError(f"clip {first_clip + clip} has a peak amplitude of {clip_peak:g} (index {sample} is the first "
                          f"sample above {MAX_PEAK:g}): float audio must be in [-1, 1] and a peak above {MAX_PEAK:g} "
                          f"means samples on another scale (e.g. int16 PCM stored as floats); divide it by its full "
-                         f"scale (e.g. audio / 32768) or pass full_scale= (e.g. full_scale=32768)")
+                         f"scale (e.g. audio / 32768) or pass float_scale= (e.g. float_scale=32768)")
     raise ValueError(f"clip {first_clip + clip} has a peak amplitude of {clip_peak:g} (index {sample} is the first "
-                     f"sample above {bound:g}), more than {MAX_PEAK:g} x full_scale={full_scale:g}; check full_scale")
+                     f"sample above {bound:g}), more than {MAX_PEAK:g} x float_scale={float_scale:g}; check "
+                     f"float_scale")
 
 
 def _mel(freq):
@@ -351,11 +353,11 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
         return t if t.dtype in (torch.float32, torch.float64) else t.to(torch.float32)
 
     @staticmethod
-    def _to_unit_scale(t: torch.Tensor, full_scale: float, first_clip: int = 0) -> torch.Tensor:
-        """Checked (finite, peak within ``MAX_PEAK * full_scale``), divided by ``full_scale``, as float32."""
-        _check_amplitude(t, full_scale, first_clip)
-        if full_scale != 1.0:
-            t = t / full_scale
+    def _to_unit_scale(t: torch.Tensor, float_scale: float, first_clip: int = 0) -> torch.Tensor:
+        """Checked (finite, peak within ``MAX_PEAK * float_scale``), divided by ``float_scale``, as float32."""
+        _check_amplitude(t, float_scale, first_clip)
+        if float_scale != 1.0:
+            t = t / float_scale
         return t.to(torch.float32)
 
     def _short_clip_error(self, index: int, length: int) -> ValueError:
@@ -364,7 +366,7 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                           f"clip {index} has {length} samples, shorter than one {self.frame_length_ms:g} ms frame "
                           f"({win} samples at {self.sampling_rate} Hz)")
 
-    def _batch(self, raw_speech, attention_mask, full_scale: float = 1.0):
+    def _batch(self, raw_speech, attention_mask, float_scale: float = 1.0):
         """-> waveforms (B, N) float32, sample padding mask (B, N) bool (True = padding; None when nothing is
         padded), batched flag."""
         self._check_not_a_path(raw_speech, "raw_speech")
@@ -388,7 +390,7 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
             for i, length in enumerate(lengths):
                 if length < win:  # padded with silence, it would be all masked and give a constant output
                     raise self._short_clip_error(i, length)
-            clips = [self._to_unit_scale(c, full_scale, i) for i, c in enumerate(clips)]
+            clips = [self._to_unit_scale(c, float_scale, i) for i, c in enumerate(clips)]
             n = max(lengths)
             if min(lengths) == n:  # nothing to pad
                 return torch.stack(clips), None, True
@@ -407,7 +409,7 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                              f"{tuple(waves.shape)}")
         if waves.shape[1] < win:
             raise self._short_clip_error(0, waves.shape[1])
-        waves = self._to_unit_scale(waves, full_scale)
+        waves = self._to_unit_scale(waves, float_scale)
         if attention_mask is None:
             padding = None
         else:
@@ -446,7 +448,7 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
     # ------------------------------------------------------------------ main entry
     def __call__(self, raw_speech, sampling_rate: int | None = None, attention_mask=None,
                  return_tensors: str | None = None, return_attention_mask: bool | None = None,
-                 full_scale: float | None = None, **kwargs) -> BatchFeature:
+                 float_scale: float | None = None, **kwargs) -> BatchFeature:
         """Featurise one clip, a list of variable-length clips, or a ``(batch, samples)`` array.
 
         Args:
@@ -461,7 +463,7 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                 ``max_length`` samples).
             max_length: a length in samples for ``padding="max_length"`` and ``truncation``.
             truncation: cut clips longer than ``max_length`` (otherwise such a clip is an error).
-            full_scale: the sample value of full scale when the audio is not in [-1, 1] (e.g. ``32768`` for int16
+            float_scale: the sample value of full scale when the audio is not in [-1, 1] (e.g. ``32768`` for int16
                 PCM stored as floats); samples are divided by it. Without it, a peak above ``MAX_PEAK`` (64) is an
                 error naming the clip and its peak (such audio would give features ~90 dB too loud, or NaN).
         """
@@ -481,12 +483,12 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
                              f"with silence), got {padding!r}")
         if (padding == "max_length" or truncation) and max_length is None:
             raise ValueError(f"padding={padding!r} / truncation={truncation!r} need max_length (in samples)")
-        full_scale = 1.0 if full_scale is None else _check_full_scale(full_scale)
+        float_scale = 1.0 if float_scale is None else _check_float_scale(float_scale)
         if max_length is not None:
             if isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1:
                 raise ValueError(f"max_length must be a positive whole number of samples, got {max_length!r}")
             max_length = int(max_length)
-        waves, sample_padding, _ = self._batch(raw_speech, attention_mask, full_scale)
+        waves, sample_padding, _ = self._batch(raw_speech, attention_mask, float_scale)
         if max_length is not None:
             if waves.shape[1] > max_length:
                 if not truncation:

@@ -34,7 +34,7 @@ COMPUTE_DTYPES = ("float32", "float64")
 BLOCK_FRAMES = 128  # STFT frames processed at once (cache-sized: 128 x 1024 float64 = 1 MiB)
 # Float audio is expected in [-1, 1]; a peak above this bound (+36 dBFS) is not a loud clip but samples on another
 # scale (int16 PCM stored as floats peaks near 32768: 72-85 dB features) and is refused unless the caller says the
-# scale (`full_scale=`). The same bound and rule in every hf-alm feature extractor; it also keeps every output finite.
+# scale (`float_scale=`). The same bound and rule in every hf-alm feature extractor; it also keeps every output finite.
 MAX_PEAK = 64.0
 
 _THREADS_LOCK = threading.Lock()
@@ -59,24 +59,24 @@ def _check_batch_shape(shape, min_samples: int) -> None:
                          f"rows of {shape[1]} samples are shorter than one analysis frame ({min_samples} samples)")
 
 
-def _check_full_scale(full_scale) -> float:
-    """``full_scale`` (the sample value of a full-scale signal) as a positive finite float."""
+def _check_float_scale(float_scale) -> float:
+    """``float_scale`` (the sample value of a full-scale signal) as a positive finite float."""
     try:
-        value = float(full_scale)
+        value = float(float_scale)
     except (TypeError, ValueError):
         value = float("nan")
-    if isinstance(full_scale, bool) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"full_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
-                         f"for int16-range floats), got {full_scale!r}")
+    if isinstance(float_scale, bool) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"float_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
+                         f"for int16-range floats), got {float_scale!r}")
     return value
 
 
-def _check_amplitude(clip: torch.Tensor, index: int, full_scale: float = 1.0) -> None:
-    """NaN / Inf samples, or a peak above ``MAX_PEAK * full_scale``: an error naming the clip, the sample and its
+def _check_amplitude(clip: torch.Tensor, index: int, float_scale: float = 1.0) -> None:
+    """NaN / Inf samples, or a peak above ``MAX_PEAK * float_scale``: an error naming the clip, the sample and its
     value. One reduction on the happy path (``aminmax`` propagates NaN)."""
     low, high = torch.aminmax(clip)
     peak = max(-float(low), float(high))
-    bound = MAX_PEAK * full_scale
+    bound = MAX_PEAK * float_scale
     if peak <= bound:  # False for NaN
         return
     bad = (~torch.isfinite(clip)).nonzero()
@@ -85,13 +85,13 @@ def _check_amplitude(clip: torch.Tensor, index: int, full_scale: float = 1.0) ->
         raise ValueError(f"clip {index} has a non-finite sample ({float(clip[sample])}) at index {sample}")
     sample = int((clip.abs() > bound).nonzero()[0])
     clip_peak = float(clip.abs().max())
-    if full_scale == 1.0:
+    if float_scale == 1.0:
         raise ValueError(f"clip {index} has a peak amplitude of {clip_peak:g} (index {sample} is the first sample "
                          f"above {MAX_PEAK:g}): float audio must be in [-1, 1] and a peak above {MAX_PEAK:g} means "
                          f"samples on another scale (e.g. int16 PCM stored as floats); divide it by its full scale "
-                         f"(e.g. audio / 32768) or pass full_scale= (e.g. full_scale=32768)")
+                         f"(e.g. audio / 32768) or pass float_scale= (e.g. float_scale=32768)")
     raise ValueError(f"clip {index} has a peak amplitude of {clip_peak:g} (index {sample} is the first sample above "
-                     f"{bound:g}), more than {MAX_PEAK:g} x full_scale={full_scale:g}; check full_scale")
+                     f"{bound:g}), more than {MAX_PEAK:g} x float_scale={float_scale:g}; check float_scale")
 
 
 def _not_float(index: int, dtype) -> ValueError:
@@ -347,8 +347,9 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         (cache-friendly, several times faster than one big STFT), only over the FFT bins the filters use, into
         reused buffers. The STFT runs in `compute_dtype`; the power / mel / log stage in float32 (sums of
         non-negative terms lose no precision there; spectral magnitudes above ~1e19, i.e. samples far outside
-        [-1, 1] x 1e15, would overflow it). With `torch.get_num_threads() > 1` the clips are shared among that many Python threads
-        (torch releases the GIL), which scales far better than torch's intra-op threading on these small blocks.
+        [-1, 1] x 1e15, would overflow it: `__call__` refuses peaks above `MAX_PEAK`). With
+        `torch.get_num_threads() > 1` the clips are shared among that many Python threads (torch releases the GIL),
+        which scales far better than torch's intra-op threading on these small blocks.
         """
         truncation = truncation or self.truncation
         clips = list(waveforms)
@@ -414,8 +415,8 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                 torch.log10(mel_rows.clamp_(min=1e-10), out=target)
             out[i].mul_(10.0)  # dB, once per clip
 
-    def _as_clips(self, raw_speech, full_scale: float = 1.0) -> list:
-        """Normalise the accepted input types to a list of 1-D float tensors in [-1, 1] (divided by ``full_scale``),
+    def _as_clips(self, raw_speech, float_scale: float = 1.0) -> list:
+        """Normalise the accepted input types to a list of 1-D float tensors in [-1, 1] (divided by ``float_scale``),
         rejecting what would give silently wrong features: (samples, channels) audio, an empty batch, clips shorter
         than one analysis frame, integer / bool samples (unscaled PCM), NaN / Inf samples and a peak above
         ``MAX_PEAK`` (samples on another scale)."""
@@ -457,7 +458,8 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
             raise TypeError(f"raw_speech is {shown}; load the audio first (e.g. hf_alm.data.load_audio) and pass the "
                             f"array")
         else:
-            raise TypeError(f"audio must be a numpy array, a torch tensor or a list of them, got {type(raw_speech)}")
+            raise TypeError(f"raw_speech must be a numpy array, a torch tensor or a list of them, got "
+                            f"{type(raw_speech).__name__} ({raw_speech!r})")
         out = []
         for i, clip in enumerate(clips):
             if isinstance(clip, torch.Tensor):
@@ -483,9 +485,9 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
                                  f"{self.sampling_rate} Hz)")
             if tensor.dtype not in (torch.float32, torch.float64):
                 tensor = tensor.to(self._dtype())
-            _check_amplitude(tensor, i, full_scale)
-            if full_scale != 1.0:
-                tensor = tensor / full_scale
+            _check_amplitude(tensor, i, float_scale)
+            if float_scale != 1.0:
+                tensor = tensor / float_scale
             out.append(tensor)
         return out
 
@@ -540,7 +542,7 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         return_tensors=None,
         return_attention_mask: bool | None = None,
         generator: torch.Generator | None = None,
-        full_scale: float | None = None,
+        float_scale: float | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Featurise one clip or a batch (numpy arrays, torch tensors or lists of floats, mono, at `sampling_rate`).
@@ -558,7 +560,7 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
             return_tensors: `"pt"` or `"np"` (default numpy arrays).
             return_attention_mask: also return a frame mask `attention_mask` `(batch, frames)` (1 = real audio).
             generator: a seeded `torch.Generator` for random crops of long clips (training); `None` = deterministic.
-            full_scale: the sample value of full scale when the audio is not in [-1, 1] (e.g. `32768` for int16 PCM
+            float_scale: the sample value of full scale when the audio is not in [-1, 1] (e.g. `32768` for int16 PCM
                 stored as floats); samples are divided by it. Without it, a peak above `MAX_PEAK` is an error.
         """
         truncation = truncation if truncation is not None else self.truncation
@@ -585,8 +587,8 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         elif isinstance(max_length, bool) or not isinstance(max_length, (int, np.integer)) or max_length < 1:
             raise ValueError(f"max_length must be a positive whole number of samples, got {max_length!r}")
         max_length = int(max_length)
-        full_scale = 1.0 if full_scale is None else _check_full_scale(full_scale)
-        clips = self._as_clips(raw_speech, full_scale)
+        float_scale = 1.0 if float_scale is None else _check_float_scale(float_scale)
+        clips = self._as_clips(raw_speech, float_scale)
 
         fitted, real_lengths, is_longer, long_full = [], [], [], {}
         for i, clip in enumerate(clips):

@@ -3,9 +3,9 @@
 
 Input checks shared with the other hf-alm extractors: a clip shorter than one analysis frame (``frame_length_ms``,
 25 ms: the 400-sample receptive field of ONE-PEACE's convolutional front end) is an error (normalised and repeated it
-would be zeros or a buzz), so is float audio whose peak exceeds ``MAX_PEAK`` (64) unless ``full_scale=`` says its scale,
-an empty batch, and a 2-D array whose rows are shorter than one frame and outnumber their length ((samples, channels)
-audio).
+would be zeros or a buzz), so is float audio whose peak exceeds ``MAX_PEAK`` (64) unless ``float_scale=`` says its
+scale, an empty batch, and a 2-D array whose rows are shorter than one frame and outnumber their length ((samples,
+channels) audio).
 
 As the original ``process_audio``: each clip is normalised over its own samples (``F.layer_norm(wav, wav.shape)``,
 i.e. zero mean / unit variance with eps 1e-5), truncated to ``max_duration`` seconds and, when shorter than
@@ -21,7 +21,7 @@ import numpy as np
 from transformers import BatchFeature, SequenceFeatureExtractor
 
 # Float audio is expected in [-1, 1]; a peak above this bound (+36 dBFS) is not a loud clip but samples on another
-# scale (int16 PCM stored as floats peaks near 32768) and is refused unless the caller says the scale (`full_scale=`).
+# scale (int16 PCM stored as floats peaks near 32768) and is refused unless the caller says the scale (`float_scale=`).
 # The same bound and rule in every hf-alm feature extractor; it also keeps every output finite.
 MAX_PEAK = 64.0
 
@@ -44,23 +44,23 @@ def _check_batch_shape(shape, min_samples: int) -> None:
                          f"rows of {shape[1]} samples are shorter than one analysis frame ({min_samples} samples)")
 
 
-def _check_full_scale(full_scale) -> float:
-    """``full_scale`` (the sample value of a full-scale signal) as a positive finite float."""
+def _check_float_scale(float_scale) -> float:
+    """``float_scale`` (the sample value of a full-scale signal) as a positive finite float."""
     try:
-        value = float(full_scale)
+        value = float(float_scale)
     except (TypeError, ValueError):
         value = float("nan")
-    if isinstance(full_scale, bool) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"full_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
-                         f"for int16-range floats), got {full_scale!r}")
+    if isinstance(float_scale, bool) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"float_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
+                         f"for int16-range floats), got {float_scale!r}")
     return value
 
 
-def _check_amplitude(wave: np.ndarray, what: str, full_scale: float = 1.0) -> None:
-    """NaN / Inf samples, or a peak above ``MAX_PEAK * full_scale``: an error naming the clip (``what``), the sample
+def _check_amplitude(wave: np.ndarray, what: str, float_scale: float = 1.0) -> None:
+    """NaN / Inf samples, or a peak above ``MAX_PEAK * float_scale``: an error naming the clip (``what``), the sample
     and its value."""
     peak = float(np.max(np.abs(wave)))  # NaN propagates
-    bound = MAX_PEAK * full_scale
+    bound = MAX_PEAK * float_scale
     if peak <= bound:  # False for NaN
         return
     finite = np.isfinite(wave)
@@ -69,13 +69,13 @@ def _check_amplitude(wave: np.ndarray, what: str, full_scale: float = 1.0) -> No
         raise ValueError(f"{what} has a non-finite sample ({float(wave[index])}) at index {index}: the waveform "
                          f"contains NaN or infinite samples")
     sample = int(np.argmax(np.abs(wave) > bound))
-    if full_scale == 1.0:
+    if float_scale == 1.0:
         raise ValueError(f"{what} has a peak amplitude of {peak:g} (index {sample} is the first sample above "
                          f"{MAX_PEAK:g}): float audio must be in [-1, 1] and a peak above {MAX_PEAK:g} means samples "
                          f"on another scale (e.g. int16 PCM stored as floats); divide it by its full scale (e.g. "
-                         f"audio / 32768) or pass full_scale= (e.g. full_scale=32768)")
+                         f"audio / 32768) or pass float_scale= (e.g. float_scale=32768)")
     raise ValueError(f"{what} has a peak amplitude of {peak:g} (index {sample} is the first sample above {bound:g}), "
-                     f"more than {MAX_PEAK:g} x full_scale={full_scale:g}; check full_scale")
+                     f"more than {MAX_PEAK:g} x float_scale={float_scale:g}; check float_scale")
 
 
 def _check_not_a_path(raw_speech, what: str = "raw_speech") -> None:
@@ -119,7 +119,7 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
         wave = wave.astype(np.float64)
         return ((wave - wave.mean()) / np.sqrt(wave.var() + eps)).astype(np.float32)
 
-    def _prepare_one(self, wave, what: str = "clip 0", full_scale: float = 1.0) -> np.ndarray:
+    def _prepare_one(self, wave, what: str = "clip 0", float_scale: float = 1.0) -> np.ndarray:
         """One clip, checked and normalised; ``what`` ("clip 3") names it in the errors."""
         _check_not_a_path(wave, what)
         if hasattr(wave, "detach"):
@@ -137,8 +137,8 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
         if wave.shape[0] < self.min_samples:  # normalised it is all zeros (1 sample) or, repeated, a buzz
             raise ValueError(f"{what} has {wave.shape[0]} samples, shorter than one {self.frame_length_ms:g} ms "
                              f"frame ({self.min_samples} samples at {self.sampling_rate} Hz)")
-        _check_amplitude(wave, what, full_scale)
-        wave = (wave / full_scale if full_scale != 1.0 else wave).astype(np.float32)
+        _check_amplitude(wave, what, float_scale)
+        wave = (wave / float_scale if float_scale != 1.0 else wave).astype(np.float32)
         if self.do_normalize:
             wave = self.layer_norm(wave)
         if self.max_duration:
@@ -149,18 +149,18 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
         return wave
 
     def __call__(self, raw_speech, sampling_rate: int | None = None, return_tensors=None,
-                 return_attention_mask: bool | None = None, padding=True, full_scale: float | None = None,
+                 return_attention_mask: bool | None = None, padding=True, float_scale: float | None = None,
                  **kwargs) -> BatchFeature:
         """``raw_speech``: one waveform or a list of them (numpy / torch / lists), at ``sampling_rate`` Hz, float
-        samples in [-1, 1]; ``full_scale``: the sample value of full scale when they are not (e.g. ``32768`` for int16
+        samples in [-1, 1]; ``float_scale``: the sample value of full scale when they are not (e.g. ``32768`` for int16
         PCM stored as floats; samples are divided by it)."""
         if sampling_rate is None:
             raise ValueError(f"pass sampling_rate= (this feature extractor expects {self.sampling_rate} Hz audio) so "
                              "that a wrong rate is caught instead of silently misread")
         if _check_sampling_rate(sampling_rate) != self.sampling_rate:
-            raise ValueError(f"audio sampled at {sampling_rate} Hz but ONE-PEACE expects {self.sampling_rate} Hz; "
-                             "resample first (e.g. hf_alm.data.audio.resample)")
-        full_scale = 1.0 if full_scale is None else _check_full_scale(full_scale)
+            raise ValueError(f"ONE-PEACE expects audio sampled at {self.sampling_rate} Hz, got sampling_rate="
+                             f"{sampling_rate} Hz; resample first (e.g. hf_alm.data.audio.resample)")
+        float_scale = 1.0 if float_scale is None else _check_float_scale(float_scale)
         _check_not_a_path(raw_speech)
         if isinstance(raw_speech, (list, tuple)) and len(raw_speech) == 0:
             raise ValueError("raw_speech is an empty batch (an empty list); pass at least one clip of audio")
@@ -171,7 +171,7 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
         if not is_batched and hasattr(raw_speech, "ndim") and raw_speech.ndim == 2:
             _check_batch_shape(raw_speech.shape, self.min_samples)
             raw_speech, is_batched = list(raw_speech), True
-        clips = [self._prepare_one(np.asarray(w) if isinstance(w, list) else w, f"clip {i}", full_scale)
+        clips = [self._prepare_one(np.asarray(w) if isinstance(w, list) else w, f"clip {i}", float_scale)
                  for i, w in enumerate(raw_speech if is_batched else [raw_speech])]
         lengths = [c.shape[0] for c in clips]
         longest = max(lengths)

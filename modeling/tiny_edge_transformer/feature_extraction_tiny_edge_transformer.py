@@ -23,7 +23,7 @@ At most ``max_frames`` (192 = 6.1 s) frames are kept (truncation from the start)
 ``hf-alm export tiny`` writes all of these constants, and the filter matrix itself, to ``frontend.json``.
 
 Input checks shared with the other hf-alm extractors: float audio whose peak exceeds ``MAX_PEAK`` (64) is an error
-unless ``full_scale=`` says its scale (samples are then divided by it); so is an empty batch and a 2-D array whose rows
+unless ``float_scale=`` says its scale (samples are then divided by it); so is an empty batch and a 2-D array whose rows
 are shorter than one frame and outnumber their length ((samples, channels) audio).
 """
 
@@ -59,7 +59,7 @@ def periodic_hann(n: int) -> np.ndarray:
 
 
 # Float audio is expected in [-1, 1]; a peak above this bound (+36 dBFS) is not a loud clip but samples on another
-# scale (int16 PCM stored as floats peaks near 32768) and is refused unless the caller says the scale (`full_scale=`).
+# scale (int16 PCM stored as floats peaks near 32768) and is refused unless the caller says the scale (`float_scale=`).
 # The same bound and rule in every hf-alm feature extractor; it also keeps every output finite.
 MAX_PEAK = 64.0
 
@@ -82,23 +82,23 @@ def _check_batch_shape(shape, min_samples: int) -> None:
                          f"rows of {shape[1]} samples are shorter than one analysis frame ({min_samples} samples)")
 
 
-def _check_full_scale(full_scale) -> float:
-    """``full_scale`` (the sample value of a full-scale signal) as a positive finite float."""
+def _check_float_scale(float_scale) -> float:
+    """``float_scale`` (the sample value of a full-scale signal) as a positive finite float."""
     try:
-        value = float(full_scale)
+        value = float(float_scale)
     except (TypeError, ValueError):
         value = float("nan")
-    if isinstance(full_scale, bool) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"full_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
-                         f"for int16-range floats), got {full_scale!r}")
+    if isinstance(float_scale, bool) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"float_scale must be a positive finite number (the sample value of full scale, e.g. 32768 "
+                         f"for int16-range floats), got {float_scale!r}")
     return value
 
 
-def _check_amplitude(wave: np.ndarray, what: str, full_scale: float = 1.0) -> None:
-    """NaN / Inf samples, or a peak above ``MAX_PEAK * full_scale``: an error naming the clip (``what``), the sample
+def _check_amplitude(wave: np.ndarray, what: str, float_scale: float = 1.0) -> None:
+    """NaN / Inf samples, or a peak above ``MAX_PEAK * float_scale``: an error naming the clip (``what``), the sample
     and its value."""
     peak = float(np.max(np.abs(wave)))  # NaN propagates
-    bound = MAX_PEAK * full_scale
+    bound = MAX_PEAK * float_scale
     if peak <= bound:  # False for NaN
         return
     finite = np.isfinite(wave)
@@ -107,13 +107,13 @@ def _check_amplitude(wave: np.ndarray, what: str, full_scale: float = 1.0) -> No
         raise ValueError(f"{what} has a non-finite sample ({float(wave[index])}) at index {index}: the waveform "
                          f"contains NaN or infinite samples")
     sample = int(np.argmax(np.abs(wave) > bound))
-    if full_scale == 1.0:
+    if float_scale == 1.0:
         raise ValueError(f"{what} has a peak amplitude of {peak:g} (index {sample} is the first sample above "
                          f"{MAX_PEAK:g}): float audio must be in [-1, 1] and a peak above {MAX_PEAK:g} means samples "
                          f"on another scale (e.g. int16 PCM stored as floats); divide it by its full scale (e.g. "
-                         f"audio / 32768) or pass full_scale= (e.g. full_scale=32768)")
+                         f"audio / 32768) or pass float_scale= (e.g. float_scale=32768)")
     raise ValueError(f"{what} has a peak amplitude of {peak:g} (index {sample} is the first sample above {bound:g}), "
-                     f"more than {MAX_PEAK:g} x full_scale={full_scale:g}; check full_scale")
+                     f"more than {MAX_PEAK:g} x float_scale={float_scale:g}; check float_scale")
 
 
 def _check_not_a_path(raw_speech, what: str = "raw_speech") -> None:
@@ -195,9 +195,9 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
         """Frames produced for a clip of ``num_samples`` samples (before ``max_frames`` truncation)."""
         return 1 + (max(int(num_samples), self.n_fft) - self.n_fft) // self.hop_length
 
-    def log_mel(self, waveform, what: str = "clip 0", full_scale: float = 1.0) -> np.ndarray:
+    def log_mel(self, waveform, what: str = "clip 0", float_scale: float = 1.0) -> np.ndarray:
         """Un-normalised log-mel energies ``L`` (steps 1-5), ``(frames, num_mel_bins)`` float32, not truncated."""
-        x = self._as_waveform(waveform, what, full_scale)
+        x = self._as_waveform(waveform, what, float_scale)
         if x.shape[0] < self.n_fft:  # one analysis frame is the minimum
             raise ValueError(f"{what} has {x.shape[0]} samples, shorter than one "
                              f"{1000 * self.n_fft / self.sampling_rate:.3g} ms frame ({self.n_fft} samples at "
@@ -212,8 +212,8 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
         return ((np.asarray(log_mel, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
 
     @staticmethod
-    def _as_waveform(waveform, what: str = "audio clip", full_scale: float = 1.0) -> np.ndarray:
-        """One clip as a 1-D float32 array in [-1, 1] (divided by ``full_scale``); ``what`` ("clip 3") names it in the
+    def _as_waveform(waveform, what: str = "audio clip", float_scale: float = 1.0) -> np.ndarray:
+        """One clip as a 1-D float32 array in [-1, 1] (divided by ``float_scale``); ``what`` ("clip 3") names it in the
         errors."""
         _check_not_a_path(waveform, what)
         if hasattr(waveform, "detach"):  # torch tensor, without importing torch
@@ -228,14 +228,14 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"each audio clip must be a 1-D mono waveform, got shape {tuple(x.shape)} ({what})")
         if x.shape[0] == 0:
             raise ValueError(f"{what} is empty (0 samples)")
-        _check_amplitude(x, what, full_scale)  # before the float32 cast: huge float64 values would become Inf
-        return (x / full_scale if full_scale != 1.0 else x).astype(np.float32)
+        _check_amplitude(x, what, float_scale)  # before the float32 cast: huge float64 values would become Inf
+        return (x / float_scale if float_scale != 1.0 else x).astype(np.float32)
 
     def __call__(self, raw_speech, sampling_rate: int | None = None, return_tensors=None,
                  max_frames: int | None = None, padding: str = "longest", return_attention_mask: bool | None = None,
-                 full_scale: float | None = None, **kwargs) -> BatchFeature:
+                 float_scale: float | None = None, **kwargs) -> BatchFeature:
         """Featurise one clip (1-D array) or a batch (list of 1-D arrays, or a 2-D array ``(batch, samples)``) of
-        float samples in [-1, 1]; ``full_scale``: the sample value of full scale when they are not (e.g. ``32768``
+        float samples in [-1, 1]; ``float_scale``: the sample value of full scale when they are not (e.g. ``32768``
         for int16 PCM stored as floats; samples are divided by it).
 
         ``padding="longest"`` (or ``True``) pads to the longest clip of the batch, ``"max_length"`` to ``max_frames``.
@@ -243,8 +243,8 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
         if sampling_rate is None:
             raise ValueError(f"pass sampling_rate= (this feature extractor expects {self.sampling_rate} Hz audio)")
         if _check_sampling_rate(sampling_rate) != self.sampling_rate:
-            raise ValueError(f"audio sampled at {sampling_rate} Hz, but the feature extractor expects "
-                             f"{self.sampling_rate} Hz; resample first")
+            raise ValueError(f"the tiny edge feature extractor expects audio sampled at {self.sampling_rate} Hz, got "
+                             f"sampling_rate={sampling_rate} Hz; resample first (e.g. hf_alm.data.audio.resample)")
         if padding is True:  # transformers' convention: True means "longest"
             padding = "longest"
         if padding not in ("longest", "max_length"):
@@ -254,7 +254,7 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
                                        or max_frames < 1):
             raise ValueError(f"max_frames must be a positive whole number of frames, got {max_frames!r}")
         max_frames = self.max_frames if max_frames is None else int(max_frames)
-        full_scale = 1.0 if full_scale is None else _check_full_scale(full_scale)
+        float_scale = 1.0 if float_scale is None else _check_float_scale(float_scale)
         _check_not_a_path(raw_speech)
         if hasattr(raw_speech, "detach"):
             raw_speech = _tensor_to_numpy(raw_speech)
@@ -267,7 +267,7 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
             _check_batch_shape(raw_speech.shape, self.n_fft)
             is_batched = True
         clips = list(raw_speech) if is_batched else [raw_speech]
-        feats = [self.normalize(self.log_mel(c, f"clip {i}", full_scale)[:max_frames]) for i, c in enumerate(clips)]
+        feats = [self.normalize(self.log_mel(c, f"clip {i}", float_scale)[:max_frames]) for i, c in enumerate(clips)]
         length = max_frames if padding == "max_length" else max(f.shape[0] for f in feats)
         values = np.full((len(feats), length, self.feature_size), self.padding_value, dtype=np.float32)
         mask = np.zeros((len(feats), length), dtype=np.int32)
