@@ -22,9 +22,10 @@ Rules, in order:
    ``max_seconds`` (default :data:`MAX_SECONDS`, 600 s, or the ``HF_ALM_MAX_AUDIO_SECONDS`` environment variable) is
    refused with :class:`AudioTooLongError`, or cut to its first ``max_seconds`` with ``truncate=True``. Encoded audio
    is decoded only up to that limit, whatever its header says (a header that omits or understates the length cannot
-   make it decode more), and never to more than :data:`MAX_SAMPLES` values (samples x channels, 2**26 = 256 MiB of
-   float32) whatever its rate and channel count. ``max_seconds=None`` lifts the duration limit for one call;
-   assigning ``hf_alm.data.audio.MAX_SECONDS`` / ``MAX_SAMPLES`` changes them for the process.
+   make it decode more), and never to more than ``max_samples`` values (samples x channels; default
+   :data:`MAX_SAMPLES`, 2**26 = 256 MiB of float32) whatever its rate and channel count. ``max_seconds=None`` /
+   ``max_samples=None`` lift them for one call; assigning ``hf_alm.data.audio.MAX_SECONDS`` / ``MAX_SAMPLES`` changes
+   them for the process.
 2. **Layout.** Decoded files carry their channel layout in their header: it is used as it is (a 1-frame stereo file
    is one sample). For arrays, 1-D is mono; a 2-D ``(a, b)`` array is ``(channels, samples)`` with
    ``channels_first=True`` and ``(samples, channels)`` (what ``soundfile.read`` returns) with
@@ -132,16 +133,18 @@ class AudioInputError(ValueError):
 
 
 class AudioTooLongError(AudioInputError):
-    """Audio longer than the caller's ``max_seconds`` (or more values than :data:`MAX_SAMPLES`).
+    """Audio longer than the caller's ``max_seconds`` (or decoding to more values than ``max_samples``).
 
     ``seconds`` is its length when known (from a trusted header or an array), else ``None`` (decoding stopped at the
-    limit); ``limit_seconds`` is the limit that applied, in seconds at the audio's rate.
+    limit); ``limit_seconds`` is the limit that applied, in seconds at the audio's rate; ``limit`` names it
+    (``"max_seconds"`` or ``"max_samples"``).
     """
 
-    def __init__(self, message: str, *, seconds: float | None, limit_seconds: float):
+    def __init__(self, message: str, *, seconds: float | None, limit_seconds: float, limit: str = "max_seconds"):
         super().__init__(message)
         self.seconds = seconds
         self.limit_seconds = limit_seconds
+        self.limit = limit
 
 
 class _Default:
@@ -155,6 +158,7 @@ class _Default:
 
 
 _MAX_SECONDS_DEFAULT: Any = _Default("MAX_SECONDS")
+_MAX_SAMPLES_DEFAULT: Any = _Default("MAX_SAMPLES")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -190,6 +194,17 @@ def _check_max_seconds(value: Any) -> float | None:
     return float(value)
 
 
+def _check_max_samples(value: Any) -> int | None:
+    if isinstance(value, _Default):
+        value = MAX_SAMPLES
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise AudioInputError(f"max_samples must be a positive integer number of decoded values or None, got "
+                              f"{value!r}")
+    return int(value)
+
+
 def _check_float_scale(value: Any) -> float | None:
     if value is None:
         return None
@@ -219,14 +234,15 @@ class _Limits:
 
     max_seconds: float | None
     truncate: bool
+    max_samples: int | None = None
 
     def max_frames(self, rate: int, channels: int) -> tuple[int | None, str | None]:
         """Most frames allowed at ``rate`` with ``channels`` and which limit sets it (``"seconds"`` / ``"samples"``)."""
         frames, which = None, None
         if self.max_seconds is not None:
             frames, which = math.floor(self.max_seconds * rate + 1e-6), "seconds"
-        if MAX_SAMPLES is not None:
-            by_samples = max(1, int(MAX_SAMPLES) // max(1, channels))
+        if self.max_samples is not None:
+            by_samples = max(1, self.max_samples // max(1, channels))
             if frames is None or by_samples < frames:
                 frames, which = by_samples, "samples"
         return frames, which
@@ -240,10 +256,11 @@ class _Limits:
         if which == "samples":
             length = f"is {seconds:.1f} s long" if seconds is not None else f"is longer than {limit_s:g} s"
             return AudioTooLongError(
-                f"{what} {length} ({channels} channel(s) at {rate} Hz): decoding it would exceed MAX_SAMPLES="
-                f"{MAX_SAMPLES} values (samples x channels); raise hf_alm.data.audio.MAX_SAMPLES for such audio, "
-                "or pass truncate=True to keep the beginning" + (f" ({stated})" if stated else ""),
-                seconds=seconds, limit_seconds=limit_s)
+                f"{what} {length} ({channels} channel(s) at {rate} Hz): decoding it would exceed max_samples="
+                f"{self.max_samples} values (samples x channels); pass a larger max_samples (default "
+                "hf_alm.data.audio.MAX_SAMPLES) or truncate=True to keep the beginning"
+                + (f" ({stated})" if stated else ""),
+                seconds=seconds, limit_seconds=limit_s, limit="max_samples")
         if seconds is not None:
             length = f"is {seconds:.1f} s long, over max_seconds={self.max_seconds:g}"
         else:
@@ -800,9 +817,10 @@ def _read_dict(source: dict, declared: int | None, stored, limits: _Limits) -> _
 
 
 def _samples(source: Any, source_sampling_rate: Any, max_seconds: Any, truncate: Any, channels_first: Any,
-             float_scale: Any) -> tuple[torch.Tensor, int, str]:
+             float_scale: Any, max_samples: Any) -> tuple[torch.Tensor, int, str]:
     """Shared by :func:`load_audio` and :func:`decode_audio`: checked float32 ``(channels, samples)`` and its rate."""
-    limits = _Limits(_check_max_seconds(max_seconds), _check_flag(truncate, "truncate", optional=False))
+    limits = _Limits(_check_max_seconds(max_seconds), _check_flag(truncate, "truncate", optional=False),
+                     _check_max_samples(max_samples))
     channels_first = _check_flag(channels_first, "channels_first", optional=True)
     float_scale = _check_float_scale(float_scale)
     raw = _read(source, source_sampling_rate, limits)
@@ -826,19 +844,22 @@ def _samples(source: Any, source_sampling_rate: Any, max_seconds: Any, truncate:
 
 def decode_audio(source: Any, *, source_sampling_rate: int | None = None,
                  max_seconds: float | None = _MAX_SECONDS_DEFAULT, truncate: bool = False,
-                 channels_first: bool | None = None, float_scale: float | None = None) -> tuple[torch.Tensor, int]:
+                 channels_first: bool | None = None, float_scale: float | None = None,
+                 max_samples: int | None = _MAX_SAMPLES_DEFAULT) -> tuple[torch.Tensor, int]:
     """Read ``source`` as it is: ``(samples (channels, samples) float32, sampling_rate)``, no down-mix, no resampling.
 
     Accepts the same sources and arguments as :func:`load_audio` and applies the same limits, layout, dtype and value
     checks.
     """
-    x, rate, _ = _samples(source, source_sampling_rate, max_seconds, truncate, channels_first, float_scale)
+    x, rate, _ = _samples(source, source_sampling_rate, max_seconds, truncate, channels_first, float_scale,
+                          max_samples)
     return x, rate
 
 
 def load_audio(source: Any, sampling_rate: int, *, source_sampling_rate: int | None = None,
                max_seconds: float | None = _MAX_SECONDS_DEFAULT, truncate: bool = False,
-               channels_first: bool | None = None, float_scale: float | None = None) -> torch.Tensor:
+               channels_first: bool | None = None, float_scale: float | None = None,
+               max_samples: int | None = _MAX_SAMPLES_DEFAULT) -> torch.Tensor:
     """Return ``source`` as a float32 mono tensor ``(samples,)`` at ``sampling_rate`` Hz.
 
     Args:
@@ -858,6 +879,8 @@ def load_audio(source: Any, sampling_rate: int, *, source_sampling_rate: int | N
             Files state their layout; passing it for them raises.
         float_scale: float samples are divided by it (``32768`` for floats holding int16 values); by default float
             samples must already be within :data:`MAX_FLOAT_PEAK` of full scale.
+        max_samples: most values (samples x channels) decoding may produce, whatever the rate and channel count;
+            default :data:`MAX_SAMPLES` (2**26); ``None``: no such bound.
 
     Raises:
         AudioInputError: empty audio, NaN/Inf, a peak over :data:`MAX_FLOAT_PEAK`, a shape or dtype that is not
@@ -865,7 +888,8 @@ def load_audio(source: Any, sampling_rate: int, *, source_sampling_rate: int | N
             message names the path); :class:`AudioTooLongError` (a subclass) for audio over the limits.
     """
     sampling_rate = _check_rate(sampling_rate, "sampling_rate")
-    x, source_sr, _ = _samples(source, source_sampling_rate, max_seconds, truncate, channels_first, float_scale)
+    x, source_sr, _ = _samples(source, source_sampling_rate, max_seconds, truncate, channels_first, float_scale,
+                               max_samples)
     mono = x.mean(dim=0) if x.shape[0] > 1 else x[0]
     return resample(mono, source_sr, sampling_rate).contiguous()
 

@@ -28,6 +28,9 @@ import torch
 
 DEFAULT_TEMPLATE = "This is a sound of {}."
 MAX_SECONDS = 30.0
+#: Decoding budget per upload, in values (samples x channels): MAX_SECONDS of 48 kHz stereo. A 96 kHz 8-channel
+#: upload is refused after 3.75 s of it instead of decoding 23 million values.
+BUDGET_RATE, BUDGET_CHANNELS = 48000, 2
 MAX_LABELS = 32
 TEXT_CACHE_SIZE = 4096
 SPECTROGRAM_RATE = 16000
@@ -263,8 +266,13 @@ def read_clip(audio, sampling_rate: int, *, max_seconds: float = MAX_SECONDS) ->
         if path.stat().st_size == 0:
             raise gr.Error(f"The uploaded file {path.name!r} is empty (0 bytes).")
     try:
-        clip = load_audio(source, sampling_rate, max_seconds=max_seconds, **layout)
+        clip = load_audio(source, sampling_rate, max_seconds=max_seconds,
+                          max_samples=int(max_seconds * BUDGET_RATE * BUDGET_CHANNELS), **layout)
     except AudioTooLongError as err:
+        if err.limit == "max_samples":
+            raise gr.Error(f"The clip holds more audio than this demo decodes (at most {max_seconds:g} s of "
+                           f"{BUDGET_RATE // 1000} kHz stereo, or as many samples at other rates and channel counts). "
+                           "Down-mix or resample it and try again.") from err
         if err.seconds is not None:
             raise gr.Error(f"The clip is {err.seconds:.1f} s long; this demo accepts at most {max_seconds:g} s. Trim "
                            "it and try again.") from err
