@@ -333,3 +333,10 @@ def test_int16_range_float_audio_is_refused_unless_its_float_scale_is_given():
         fe(clip, sampling_rate=SR, float_scale=-1)
     with pytest.raises(ValueError, match=r"^max_length must be a positive whole number of samples, got -1$"):
         fe(clip, sampling_rate=SR, max_length=-1)
+
+
+@pytest.mark.parametrize("scalar", [np.array(0.5, np.float32), torch.tensor(0.5), np.float32(0.5)])
+def test_a_scalar_is_a_clear_error_naming_the_input(scalar):
+    """Found by the fuzz (tests/test_fuzz_inputs.py): a 0-d array raised numpy's 'iteration over a 0-d array'."""
+    with pytest.raises((ValueError, TypeError), match=r"got shape \(\)|raw_speech must be"):
+        ClapTeminalFeatureExtractor.from_preset("tiny")(scalar, sampling_rate=SR)

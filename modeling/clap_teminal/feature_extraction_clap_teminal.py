@@ -423,7 +423,7 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
         frame = self.fft_window_size
         if isinstance(raw_speech, torch.Tensor):
             raw_speech = raw_speech.detach().cpu()
-            if raw_speech.dim() > 2:
+            if raw_speech.dim() > 2 or raw_speech.dim() == 0:
                 raise ValueError(
                     "audio must be mono: a 1-D clip or a 2-D (batch, samples) array, got shape "
                     f"{tuple(raw_speech.shape)}"
@@ -431,7 +431,7 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
             _check_batch_shape(tuple(raw_speech.shape), frame)
             clips = [raw_speech] if raw_speech.dim() == 1 else list(raw_speech)
         elif isinstance(raw_speech, np.ndarray):
-            if raw_speech.ndim > 2:
+            if raw_speech.ndim > 2 or raw_speech.ndim == 0:
                 raise ValueError(
                     f"audio must be mono: a 1-D clip or a 2-D (batch, samples) array, got shape {raw_speech.shape}"
                 )
