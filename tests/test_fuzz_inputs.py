@@ -357,7 +357,7 @@ ZERO_CHANNEL_BUG = _zero_channel_bug()
 def _zero_channels(source, kwargs) -> bool:
     x = source["array"] if isinstance(source, dict) else source
     if isinstance(x, tuple):
-        x = next(v for v in x if hasattr(v, "__len__"))
+        x = next((v for v in x if hasattr(v, "__len__")), None)
     shape = tuple(np.shape(x))
     first = kwargs.get("channels_first")
     return len(shape) == 2 and 0 in shape and first is not None and shape[0 if first else 1] == 0

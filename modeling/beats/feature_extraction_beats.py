@@ -356,8 +356,8 @@ class BeatsFeatureExtractor(SequenceFeatureExtractor):
     def _to_unit_scale(t: torch.Tensor, float_scale: float, first_clip: int = 0) -> torch.Tensor:
         """Checked (finite, peak within ``MAX_PEAK * float_scale``), divided by ``float_scale``, as float32."""
         _check_amplitude(t, float_scale, first_clip)
-        if float_scale != 1.0:
-            t = t / float_scale
+        if float_scale != 1.0:  # in float64: a scale beyond float32's range must not turn into Inf (and the audio into 0)
+            t = t.to(torch.float64) / float_scale
         return t.to(torch.float32)
 
     def _short_clip_error(self, index: int, length: int) -> ValueError:

@@ -486,8 +486,8 @@ class ClapTeminalFeatureExtractor(SequenceFeatureExtractor):
             if tensor.dtype not in (torch.float32, torch.float64):
                 tensor = tensor.to(self._dtype())
             _check_amplitude(tensor, i, float_scale)
-            if float_scale != 1.0:
-                tensor = tensor / float_scale
+            if float_scale != 1.0:  # in float64: a scale beyond float32's range must not become Inf (and the audio 0)
+                tensor = tensor.to(torch.float64) / float_scale
             out.append(tensor)
         return out
 

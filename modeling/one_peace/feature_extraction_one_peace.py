@@ -138,7 +138,8 @@ class OnePeaceFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"{what} has {wave.shape[0]} samples, shorter than one {self.frame_length_ms:g} ms "
                              f"frame ({self.min_samples} samples at {self.sampling_rate} Hz)")
         _check_amplitude(wave, what, float_scale)
-        wave = (wave / float_scale if float_scale != 1.0 else wave).astype(np.float32)
+        # in float64: a scale beyond float16's / float32's range must not become Inf (and the audio 0)
+        wave = (wave.astype(np.float64) / float_scale if float_scale != 1.0 else wave).astype(np.float32)
         if self.do_normalize:
             wave = self.layer_norm(wave)
         if self.max_duration:

@@ -229,7 +229,8 @@ class TinyEdgeTransformerFeatureExtractor(SequenceFeatureExtractor):
         if x.shape[0] == 0:
             raise ValueError(f"{what} is empty (0 samples)")
         _check_amplitude(x, what, float_scale)  # before the float32 cast: huge float64 values would become Inf
-        return (x / float_scale if float_scale != 1.0 else x).astype(np.float32)
+        # in float64: a scale beyond float16's / float32's range must not become Inf (and the audio 0)
+        return (x.astype(np.float64) / float_scale if float_scale != 1.0 else x).astype(np.float32)
 
     def __call__(self, raw_speech, sampling_rate: int | None = None, return_tensors=None,
                  max_frames: int | None = None, padding: str = "longest", return_attention_mask: bool | None = None,
