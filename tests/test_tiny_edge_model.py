@@ -524,3 +524,13 @@ def test_hostile_int16_range_or_huge_float_audio_is_refused_unless_its_float_sca
     for bad in (0, float("nan"), "x", True):
         with pytest.raises(ValueError, match=rf"^float_scale must be a positive finite number .*got {re.escape(repr(bad))}$"):
             fe(clip, sampling_rate=16000, float_scale=bad)
+
+
+def test_hostile_float16_audio_with_a_scale_beyond_float16_is_not_silenced():
+    """float16 samples divided by a scale past float16's range (65504) became x / Inf = 0: silent features."""
+    clip = np.random.default_rng(0).uniform(-0.5, 0.5, 16000)
+    loud = (clip * 60000).astype(np.float16)
+    got = FE()(loud, sampling_rate=16000, float_scale=120000.0)["input_values"]
+    expected = FE()((loud.astype(np.float64) / 120000.0).astype(np.float32), sampling_rate=16000)["input_values"]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert np.ptp(got) > 1
