@@ -360,7 +360,7 @@ def _check_values(x: torch.Tensor, what: str = "audio") -> None:
     raise AudioInputError(f"{what} contains {kind} at {_where(x, channel, sample)}")
 
 
-def _check_peak(x: torch.Tensor, what: str, float_scale: float | None) -> None:
+def _check_peak(x: torch.Tensor, what: str, float_scale: float | None, advice: str | None = None) -> None:
     """``x`` is finite float ``(channels, samples)``, already divided by ``float_scale``: its peak must stay within
     :data:`MAX_FLOAT_PEAK`."""
     peak = max(float(x.max()), -float(x.min())) if x.numel() else 0.0  # no full-size temporary
@@ -368,7 +368,9 @@ def _check_peak(x: torch.Tensor, what: str, float_scale: float | None) -> None:
         return
     flat = int(x.abs().argmax())
     channel, sample = divmod(flat, x.shape[-1])
-    if float_scale is None:
+    if advice is not None:
+        pass
+    elif float_scale is None:
         advice = ("float samples are expected in [-1, 1]; if they hold integer PCM values pass float_scale (e.g. "
                   "float_scale=32768 for int16-range values)")
     else:
@@ -1089,7 +1091,9 @@ def pad_batch(
             raise AudioInputError(f"clip {i} has dtype {str(t.dtype).replace('torch.', '')}: pad_batch expects float "
                                   "samples in [-1, 1] (load_audio converts integer PCM)")
         _check_values(t.unsqueeze(0), f"clip {i}")  # empty, NaN, Inf
-        _check_peak(t.unsqueeze(0), f"clip {i}", None)  # float samples hold [-1, 1] audio, not integer PCM values
+        _check_peak(t.unsqueeze(0), f"clip {i}", None,  # float samples hold [-1, 1] audio, not integer PCM values
+                    "pad_batch expects float samples in [-1, 1] (load_audio(..., float_scale=32768) converts floats "
+                    "holding int16 values)")
         tensors.append(t)
     device = tensors[0].device
     lengths = [t.numel() for t in tensors]
