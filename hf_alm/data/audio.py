@@ -315,6 +315,8 @@ def _to_channels_first(x: torch.Tensor, channels_first: bool | None = None) -> t
         return x.unsqueeze(0)
     if x.ndim == 2:
         a, b = x.shape
+        if channels_first is not None and (b if channels_first is False else a) == 0 and x.numel() == 0 and (a or b):
+            raise AudioInputError(f"audio of shape {tuple(x.shape)} with channels_first={channels_first} has 0 channels")
         if channels_first is True:
             return x if b else x.reshape(1, 0)
         if channels_first is False:
