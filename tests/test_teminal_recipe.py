@@ -234,7 +234,7 @@ def test_help_states_each_default_once_with_the_stage_defaults():
     assert not re.search(r"\(default:[^()]*\) \(default:", text)  # never two defaults in a row
     assert "epochs per training stage (default: none: each stage runs its step budget (--<stage>_steps); given, " \
            "every stage trains this many epochs over the training clips)" in text
-    assert "optimizer steps of stage teminal_b, whatever the dataset size (default: 600;" in text
+    assert "optimizer steps of stage teminal_b, whatever the dataset size (default: 300;" in text
     assert "peak AdamW learning rate (default: each stage's own: base 0.001, teminal_a 0.0003, teminal_b 0.001" in text
     assert "stage teminal_b (default: --batch_size if given, else 24)" in text
     assert "split of a Hub / local dataset with several splits (default: all)" in text
