@@ -74,7 +74,8 @@ def frontend_spec(feature_extractor, config=None) -> dict:
     spec = {
         "format": FRONTEND_FORMAT,
         "description": (
-            "x: mono float32 waveform in [-1, 1] at sampling_rate. If len(x) < n_fft, zero-pad to n_fft. "
+            "x: mono float32 waveform in [-1, 1] at sampling_rate, at least n_fft samples (the extractor refuses shorter "
+            "clips). "
             "Frames t = 0..F-1, F = 1 + (len(x) - n_fft) // hop_length (no centring, no pre-emphasis, no dither); "
             "frame_t[n] = x[t*hop_length + n] * window[n], window[n] = 0.5 - 0.5*cos(2*pi*n/n_fft) (periodic "
             "Hann, length n_fft). P_t[k] = |rfft(frame_t)[k]|^2, k = 0..n_fft/2. E_t[j] = sum_k "
@@ -122,7 +123,8 @@ def frontend_from_spec(spec: dict):
     def features(waveform):
         x = np.asarray(waveform, dtype=np.float64)
         if x.shape[0] < n_fft:
-            x = np.pad(x, (0, n_fft - x.shape[0]))
+            raise ValueError(f"waveform has {x.shape[0]} samples, shorter than one frame (n_fft={n_fft}); the "
+                             "front-end (like the feature extractor) needs at least n_fft samples")
         count = 1 + (x.shape[0] - n_fft) // hop
         frames = np.stack([x[t * hop: t * hop + n_fft] * window for t in range(count)])[: spec["max_frames"]]
         power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
