@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """CLAP-TeminAL: TeminAL-style temporal post-training of a contrastive audio-text model, with ZSTE-style evaluation.
 
-    accelerate launch recipes/teminal.py                                   # CPU, embedded synthetic data, ~3 min
+    accelerate launch recipes/teminal.py                                   # CPU, embedded synthetic data, ~7 min
     accelerate launch recipes/teminal.py --dataset esc10:../shared/data/esc10
     accelerate launch --multi_gpu --num_processes 2 recipes/teminal.py     # 2 processes (gloo on CPU), negatives gathered
     python recipes/teminal.py --model_name_or_path PATH                    # post-train an existing CLAP-TeminAL

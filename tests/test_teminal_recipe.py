@@ -238,7 +238,7 @@ def test_help_states_each_default_once_with_the_stage_defaults():
     assert "peak AdamW learning rate (default: each stage's own: base 0.001, teminal_a 0.0003, teminal_b 0.001" in text
     assert "stage teminal_b (default: --batch_size if given, else 24)" in text
     assert "split of a Hub / local dataset with several splits (default: all)" in text
-    assert "accelerate launch recipes/teminal.py # CPU, embedded synthetic data, ~3 min" in text
+    assert "accelerate launch recipes/teminal.py # CPU, embedded synthetic data, ~7 min" in text
     assert "--resume_from_checkpoint latest" in text
 
 
