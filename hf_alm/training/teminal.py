@@ -80,7 +80,6 @@ from hf_alm.data.compositions import (
     noun_phrase,
     overlay_events,
     relation_captions,
-    split_sources,
 )
 from hf_alm.data.splits import SourceSplit, split_train_val_test
 from hf_alm.evaluation.retrieval import audio_rows, load_clip
